@@ -1,0 +1,91 @@
+"""The typer application, global options and error handling shared by every command."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from osnas.errors import OsnasError
+from osnas.registry import PluginFailure, load_builtins, load_plugins
+
+app = typer.Typer(
+    name="osnas",
+    help="One-shot neural architecture search: train a supernet, search it under a hardware budget, "
+    "train the found network from scratch.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+out = Console()
+
+
+class State:
+    """Options of the top-level callback, read by the commands."""
+
+    debug: bool = False
+    plugin_failures: list[PluginFailure] = []
+
+
+def report_plugin_failures(failures: list[PluginFailure]) -> None:
+    for failure in failures:
+        err.print(f"[yellow]warning:[/] could not import user component {failure.source}: {failure.error}")
+        if State.debug:
+            err.print(failure.details)
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+    plugins: Optional[list[Path]] = typer.Option(
+        None, "--plugins", help="Directory of user components (default: ./generated). Repeatable."
+    ),
+) -> None:
+    """Load built-in components, then user components from generated/ and the osnas.plugins entry points."""
+    State.debug = debug or bool(os.environ.get("OSNAS_DEBUG"))
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    load_builtins()
+    dirs = list(plugins) if plugins else [Path.cwd() / "generated"]
+    State.plugin_failures = load_plugins(dirs)
+    report_plugin_failures(State.plugin_failures)
+
+
+def fail(message: str) -> None:
+    """Print an error in one message and exit with code 2."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise SystemExit(2)
+
+
+def main() -> None:
+    """Console-script entry point: user errors become one message and exit code 2."""
+    debug = "--debug" in sys.argv or bool(os.environ.get("OSNAS_DEBUG"))
+    try:
+        app(standalone_mode=False)
+    except OsnasError as exc:
+        if debug:
+            raise
+        fail(str(exc))
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]")
+        raise SystemExit(130)
+    except (typer.Exit, SystemExit) as exc:
+        code = getattr(exc, "exit_code", getattr(exc, "code", 0))
+        raise SystemExit(code)
+    except Exception as exc:  # click usage errors and the rest
+        import click
+
+        if isinstance(exc, click.exceptions.Abort):
+            raise SystemExit(130)
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            raise SystemExit(2)
+        if debug:
+            raise
+        err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc} (run with --debug for the traceback)")
+        raise SystemExit(1)

@@ -1,0 +1,316 @@
+"""Typed configuration: pydantic schema, YAML loading, ``--set`` overrides, readable errors.
+
+Validation runs in two stages. The framework sections (``supernet``, ``constraint``,
+...) are checked by :class:`FrameworkConfig`; each component section
+(``search_space: {name: ..., <options>}``) is checked by the ``Options`` model of
+the component it names, so an unknown option is reported with that component's
+valid keys.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
+
+from osnas.errors import ConfigError
+from osnas.registry import REGISTRIES
+
+
+class Section(BaseModel):
+    """Base for every config section: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ComponentOptions(Section):
+    """Base for a component's own options (``Options`` inner class of a component)."""
+
+
+class OptimizerConfig(Section):
+    name: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: PositiveFloat = 0.05
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    nesterov: bool = True
+    weight_decay: float = Field(4e-5, ge=0.0)
+
+
+class PhaseConfig(Section):
+    """A training phase (supernet training or final training)."""
+
+    epochs: PositiveInt = 5
+    optimizer: OptimizerConfig = OptimizerConfig()
+    scheduler: Literal["cosine", "step", "none"] = "cosine"
+    warmup_epochs: int = Field(0, ge=0)
+    grad_clip: Optional[PositiveFloat] = 5.0
+    amp: Literal["none", "bf16", "fp16"] = "none"
+    channels_last: bool = False
+
+
+class FinalConfig(PhaseConfig):
+    epochs: PositiveInt = 10
+    compile: bool = False
+
+
+class ConstraintConfig(Section):
+    """Hardware budget in explicit units: MACs and params in millions, latency in ms."""
+
+    metric: Literal["macs", "params", "latency"] = "macs"
+    max: PositiveFloat = 1e12
+    min: Optional[float] = Field(None, ge=0.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "ConstraintConfig":
+        if self.min is not None and self.min > self.max:
+            raise ValueError(f"constraint.min ({self.min}) is larger than constraint.max ({self.max})")
+        return self
+
+
+class EvaluationConfig(Section):
+    """How candidates are scored on the supernet during search."""
+
+    bn_batches: int = Field(4, ge=0)
+    val_batches: PositiveInt = 4
+
+
+class LookupTableConfig(Section):
+    latency: bool = True
+    latency_batch: PositiveInt = 1
+    latency_runs: int = Field(10, ge=10)
+    cache_dir: Optional[str] = None
+
+
+class OutputConfig(Section):
+    dir: str = "runs"
+    name: str = "run"
+
+
+class LoggingConfig(Section):
+    tensorboard: bool = False
+    progress: bool = True
+
+
+class FrameworkConfig(Section):
+    seed: int = 0
+    device: str = "auto"
+    deterministic: bool = False
+    supernet: PhaseConfig = PhaseConfig()
+    final: FinalConfig = FinalConfig()
+    constraint: ConstraintConfig = ConstraintConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    lookup_table: LookupTableConfig = LookupTableConfig()
+    output: OutputConfig = OutputConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    @model_validator(mode="after")
+    def _device(self) -> "FrameworkConfig":
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ValueError(f"device must be one of auto, cpu, cuda, cuda:N (got {self.device!r})")
+        return self
+
+
+class Component(BaseModel):
+    """A component section after validation: its registered name and its typed options."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+    name: str
+    options: Any
+
+    def dump(self) -> dict[str, Any]:
+        return {"name": self.name, **self.options.model_dump(mode="json")}
+
+
+# config section -> (registry kind, default component name)
+COMPONENT_SECTIONS: dict[str, tuple[str, str]] = {
+    "task": ("training_agent", "classification"),
+    "criterion": ("criterion", "cross_entropy"),
+    "dataflow": ("dataflow", "digits"),
+    "search_space": ("search_space", "proxylessnas"),
+    "training_strategy": ("training_strategy", "uniform"),
+    "search_strategy": ("search_strategy", "evolution"),
+}
+
+
+class Config(FrameworkConfig):
+    """The whole resolved configuration of a run."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+    task: Component
+    criterion: Component
+    dataflow: Component
+    search_space: Component
+    training_strategy: Component
+    search_strategy: Component
+    source: str = Field("<config>", exclude=True)
+
+    def dump(self) -> dict[str, Any]:
+        """Plain data (YAML-ready) with every default filled in."""
+        data = FrameworkConfig.model_validate(self.model_dump(include=set(FrameworkConfig.model_fields))).model_dump(
+            mode="json"
+        )
+        for section in COMPONENT_SECTIONS:
+            data[section] = getattr(self, section).dump()
+        order = ["seed", "device", "deterministic", *COMPONENT_SECTIONS]
+        return {key: data[key] for key in order} | {k: v for k, v in data.items() if k not in order}
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.dump(), sort_keys=False)
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def _type_name(annotation: Any) -> str:
+    text = getattr(annotation, "__name__", None) or str(annotation)
+    return text.replace("typing.", "")
+
+
+def _model_at(model: type[BaseModel], path: tuple[Any, ...]) -> type[BaseModel] | None:
+    """Follow a location path through nested models, to list the valid keys there."""
+    current: Any = model
+    for part in path:
+        fields = getattr(current, "model_fields", None)
+        if fields is None or part not in fields:
+            return None
+        annotation = fields[part].annotation
+        args = getattr(annotation, "__args__", ())
+        candidates = [annotation, *args]
+        current = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if current is None:
+            return None
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _expected(model: type[BaseModel], path: tuple[Any, ...]) -> str:
+    parent = _model_at(model, path[:-1]) if path else None
+    if parent is not None and path[-1] in parent.model_fields:
+        field = parent.model_fields[path[-1]]
+        text = _type_name(field.annotation)
+        constraints = [str(m) for m in field.metadata]
+        return f"{text}{' (' + ', '.join(constraints) + ')' if constraints else ''}"
+    return "a valid value"
+
+
+def format_validation_error(exc: ValidationError, model: type[BaseModel], source: str, prefix: str = "") -> str:
+    """One readable line per problem: file, key path, what is wrong, what is valid."""
+    lines = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        key = ".".join(str(p) for p in (prefix.split(".") if prefix else []) + list(loc)) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            parent = _model_at(model, loc[:-1])
+            valid = ", ".join(parent.model_fields) if parent else "?"
+            lines.append(f"{source}: unknown key '{key}'; valid keys here: {valid}")
+        elif err["type"] == "missing":
+            lines.append(f"{source}: missing required key '{key}'")
+        elif err["type"] == "literal_error":
+            lines.append(f"{source}: key '{key}': got {err.get('input')!r}; {err['msg'].lower()}")
+        elif err["type"] in ("value_error", "assertion_error"):
+            lines.append(f"{source}: key '{key}': {err['msg'].removeprefix('Value error, ')}")
+        else:
+            lines.append(
+                f"{source}: key '{key}': {err['msg'].lower()} (got {err.get('input')!r}; expected {_expected(model, loc)})"
+            )
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Safe-load a YAML mapping, with errors naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: malformed YAML{where}: {problem}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Apply ``a.b=value`` overrides; values are parsed as YAML scalars (``5``, ``true``, ``[1, 2]``)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected KEY.PATH=VALUE, e.g. supernet.epochs=3")
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        if not all(parts):
+            raise ConfigError(f"--set {item!r}: empty key in path {key!r}")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        node = data
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = {}
+            elif isinstance(child, str) and part in COMPONENT_SECTIONS:
+                child = {"name": child}
+            elif not isinstance(child, dict):
+                raise ConfigError(f"--set {item!r}: '{'.'.join(parts[: i + 1])}' is a value, not a section")
+            node[part] = child
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def _validate_component(section: str, value: Any, source: str) -> Component:
+    kind, default = COMPONENT_SECTIONS[section]
+    if value is None:
+        value = {}
+    if isinstance(value, str):
+        value = {"name": value}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{source}: key '{section}' must be a component name or a mapping with 'name', got {value!r}")
+    options = dict(value)
+    name = options.pop("name", default)
+    if not isinstance(name, str):
+        raise ConfigError(f"{source}: key '{section}.name' must be a string, got {name!r}")
+    registry = REGISTRIES[kind]
+    if name not in registry:
+        raise ConfigError(
+            f"{source}: key '{section}.name': unknown {kind} {name!r}; registered: {', '.join(registry.names())}"
+        )
+    cls = registry.get(name)
+    try:
+        parsed = cls.Options.model_validate(options)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, cls.Options, source, prefix=section)) from None
+    return Component(name=name, options=parsed)
+
+
+def validate_config(data: dict[str, Any], source: str = "<config>") -> Config:
+    """Validate a raw mapping into a :class:`Config`, raising :class:`ConfigError`."""
+    data = dict(data)
+    components = {section: _validate_component(section, data.pop(section, None), source) for section in COMPONENT_SECTIONS}
+    try:
+        framework = FrameworkConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, FrameworkConfig, source)) from None
+    values = {name: getattr(framework, name) for name in FrameworkConfig.model_fields}
+    return Config(**values, **components, source=source)
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read, override and validate a config file."""
+    data = apply_overrides(read_yaml(path), list(overrides))
+    return validate_config(data, source=str(path))
+
+
+def with_overrides(config: Config, overrides: list[str] | tuple[str, ...]) -> Config:
+    """A copy of ``config`` with ``--set`` style overrides applied and revalidated."""
+    return validate_config(apply_overrides(config.dump(), list(overrides)), source=config.source)

@@ -1,0 +1,3 @@
+"""Built-in criteria (imported so that they register)."""
+
+from osnas.criteria import cross_entropy  # noqa: F401

@@ -1,0 +1,21 @@
+"""Seeded, stratified index splits (train/val carved from the training data)."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+
+def split_indices(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(keep, held_out) index arrays; ``held_out`` has ``fraction`` of the samples, stratified when possible."""
+    labels = np.asarray(labels)
+    idx = np.arange(labels.shape[0])
+    counts = np.bincount(labels) if labels.size else np.array([])
+    stratify = labels if counts.size and counts[counts > 0].min() >= 2 else None
+    keep, held = train_test_split(idx, test_size=fraction, random_state=seed, stratify=stratify)
+    return np.sort(keep), np.sort(held)
+
+
+def class_counts(labels: np.ndarray) -> dict[str, int]:
+    values, counts = np.unique(np.asarray(labels), return_counts=True)
+    return {str(int(v)): int(c) for v, c in zip(values, counts)}

@@ -1,0 +1,3 @@
+"""Built-in search spaces (imported so that they register)."""
+
+from osnas.search_spaces import proxylessnas  # noqa: F401

@@ -1,0 +1,3 @@
+"""Built-in search strategies (imported so that they register)."""
+
+from osnas.search_strategies import evolution, random  # noqa: F401

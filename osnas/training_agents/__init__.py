@@ -1,0 +1,3 @@
+"""Built-in training agents (imported so that they register)."""
+
+from osnas.training_agents import classification  # noqa: F401

@@ -1,0 +1,31 @@
+"""SPOS uniform sampling (Guo et al.): one uniformly drawn path per step."""
+
+from __future__ import annotations
+
+import torch
+
+from osnas.registry import register
+from osnas.search_spaces.supernet import Supernet
+from osnas.training import Updater
+from osnas.training_agents.base import TrainingAgent
+from osnas.training_strategies.base import Batch, TrainingStrategy
+
+
+@register("training_strategy", "uniform")
+class Uniform(TrainingStrategy):
+    """Single Path One-Shot: each step trains one path drawn uniformly from the space."""
+
+    def sample(self) -> list[int]:
+        return self.context.definition.sample(self.rng, 1)[0].tolist()
+
+    def step(
+        self, supernet: Supernet, batch: Batch, agent: TrainingAgent, updater: Updater
+    ) -> torch.Tensor:
+        x, y = batch
+        arch = self.sample()
+        updater.zero_grad()
+        with updater.autocast():
+            loss = agent.loss(supernet(x, arch), y)
+        updater.backward(loss)
+        updater.step()
+        return loss.detach()
