@@ -1,0 +1,1 @@
+"""``python -m benchmarks``: the osnas benchmark suite (see osnas/bench/suite.py)."""

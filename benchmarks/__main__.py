@@ -1,0 +1,19 @@
+"""Run the benchmark suite: ``python -m benchmarks [--device cuda] [--quick] [--only overhead cost] [--record]``."""
+
+import argparse
+import sys
+from pathlib import Path
+
+from osnas.bench.cli import run
+from osnas.bench.suite import SECTIONS
+from osnas.registry import load_builtins
+
+parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+parser.add_argument("--quick", action="store_true", help="small sizes and few repeats (smoke run)")
+parser.add_argument("--only", nargs="*", choices=SECTIONS, help="sections to run (default: all)")
+parser.add_argument("--record", action="store_true", help="prepend the figures to BENCHMARKS.md")
+args = parser.parse_args()
+load_builtins()
+record = Path(__file__).resolve().parents[1] / "BENCHMARKS.md" if args.record else None
+sys.exit(run(args.device, args.quick, args.only, record, "python -m " + " ".join(["benchmarks", *sys.argv[1:]])))

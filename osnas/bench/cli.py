@@ -1,0 +1,37 @@
+"""Command-line driver shared by ``python -m benchmarks`` and ``osnas bench``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import torch
+from rich.console import Console
+
+from osnas.bench.suite import SECTIONS, Figure, run_suite, to_markdown
+
+console = Console()
+
+
+def echo(figure: Figure) -> None:
+    ratio = "" if figure.ratio is None else f"  ratio {figure.ratio:.2f}"
+    target = f"  target {figure.target}" if figure.target else ""
+    verdict = "" if figure.passed is None else ("  [green]met[/]" if figure.passed else "  [red]NOT met[/]")
+    console.print(f"[bold]{figure.section}[/] {figure.name}: {figure.value}{ratio}{target}{verdict}")
+
+
+def run(device: str = "cpu", quick: bool = False, only: Optional[list[str]] = None,
+        record: Optional[Path] = None, command: str | None = None) -> int:
+    sections = set(only) if only else None
+    if sections and not sections <= set(SECTIONS):
+        console.print(f"[red]error:[/] unknown section(s) {sorted(sections - set(SECTIONS))}; valid: {', '.join(SECTIONS)}")
+        return 2
+    report = run_suite(torch.device(device), quick=quick, sections=sections, echo=echo)
+    if record is not None:
+        text = to_markdown(report, command or " ".join(sys.argv))
+        existing = record.read_text() if record.exists() else "# Benchmarks\n\nFigures measured by the suite in `osnas/bench/`; newest first.\n\n"
+        head, _, rest = existing.partition("\n## ")
+        record.write_text(head.rstrip() + "\n\n" + text + ("\n## " + rest if rest else ""))
+        console.print(f"recorded in {record}")
+    return 0

@@ -1,0 +1,340 @@
+"""The benchmark suite of ``python -m benchmarks`` / ``osnas bench``.
+
+1. framework overhead: supernet step on one path vs the same static child
+2. cost queries: pricing 100,000 architectures with the lookup table
+3. candidate evaluation: architectures/s during search, and the cache speed-up
+4. input pipeline: batched on-device augmentation vs a per-sample DataLoader
+5. end to end: quickstart wall time per phase
+6. training strategies: step time and peak memory against a single path
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from osnas.bench.timing import interleaved, time_call
+from osnas.config import validate_config
+from osnas.registry import REGISTRIES
+from osnas.search_spaces.child import build_child
+from osnas.search_spaces.lookup_table import LookupTable
+from osnas.search_spaces.supernet import Supernet
+
+
+SECTIONS = ("overhead", "cost", "evaluation", "input", "strategies", "e2e")
+
+
+@dataclass
+class Figure:
+    """One measured figure, the ratio it is judged by, and the target."""
+
+    section: str
+    name: str
+    value: str
+    ratio: float | None = None
+    target: str = ""
+    passed: bool | None = None
+
+
+@dataclass
+class Report:
+    figures: list[Figure] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, figure: Figure, echo: Callable[[Figure], None] | None = None) -> None:
+        self.figures.append(figure)
+        if echo:
+            echo(figure)
+
+
+def machine_info(device: torch.device) -> dict[str, Any]:
+    info = {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+    }
+    return info
+
+
+def _sgd(params: Any) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=0.01, momentum=0.9, weight_decay=4e-5)
+
+
+# ----------------------------------------------------------------------------- 1. overhead
+def framework_overhead(space: str, device: torch.device, input_size: int, batch: int, repeats: int,
+                       options: dict[str, Any] | None = None) -> tuple[float, float]:
+    """(supernet step seconds, child step seconds) on the same architecture, batch and optimizer."""
+    cls = REGISTRIES["search_space"].get(space)
+    definition = cls(cls.Options(**(options or {}))).define(input_size, 3, 10)
+    torch.manual_seed(0)
+    arch = definition.sample(np.random.default_rng(0), 1)[0]
+    supernet = Supernet(definition).to(device).train()
+    child = build_child(definition, arch).to(device).train()
+    x = torch.randn(batch, 3, input_size, input_size, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+    loss_fn = nn.CrossEntropyLoss()
+    opt_super, opt_child = _sgd(supernet.parameters()), _sgd(child.parameters())
+
+    def super_step() -> None:
+        opt_super.zero_grad(set_to_none=True)
+        loss_fn(supernet(x, arch), y).backward()
+        opt_super.step()
+
+    def child_step() -> None:
+        opt_child.zero_grad(set_to_none=True)
+        loss_fn(child(x), y).backward()
+        opt_child.step()
+
+    times = interleaved({"supernet": super_step, "child": child_step}, device, repeats)
+    return times["supernet"], times["child"]
+
+
+# ----------------------------------------------------------------------------- 2. cost queries
+def cost_queries(n: int = 100_000) -> tuple[float, float]:
+    """(seconds to price n architectures vectorized, estimated seconds of a per-architecture loop)."""
+    cls = REGISTRIES["search_space"].get("proxylessnas")
+    definition = cls(cls.Options(width_mult=0.5)).define(32, 3, 10)
+    lut = LookupTable.build(definition, latency=False)
+    archs = definition.sample(np.random.default_rng(0), n)
+    lut.cost(archs[:10], "macs")
+    start = time.perf_counter()
+    lut.cost(archs, "macs")
+    vectorized = time.perf_counter() - start
+    table = lut.unit_table("macs")
+    subset = archs[:2000]
+    start = time.perf_counter()
+    for arch in subset:
+        sum(table[layer, int(k)] for layer, k in enumerate(arch))
+    loop = (time.perf_counter() - start) / len(subset) * n
+    return vectorized, loop
+
+
+# ----------------------------------------------------------------------------- 3. evaluation
+def candidate_evaluation(device: torch.device, candidates: int = 12) -> tuple[float, float]:
+    """(architectures per second with BN recalibration, speed-up of a cache hit)."""
+    from osnas.agent import build_components
+    from osnas.search_strategies.evaluator import Evaluator
+
+    root = Path(__file__).resolve().parents[2]
+    from osnas.config import load_config
+
+    cfg = load_config(root / "configs" / "quickstart.yaml", ["lookup_table.latency=false", "device=" + device.type])
+    comp = build_components(cfg, device, None)
+    supernet = Supernet(comp.definition).to(device)
+    train, val = comp.dataflow.search_split()
+    ev = Evaluator(supernet, comp.agent, train, val, cfg.evaluation.bn_batches, cfg.evaluation.val_batches)
+    archs = comp.definition.sample(np.random.default_rng(0), candidates)
+    first = time_call(lambda: ev.evaluate(archs), device)
+    again = time_call(lambda: ev.evaluate(archs), device)
+    return candidates / first, first / max(again, 1e-9)
+
+
+# ----------------------------------------------------------------------------- 4. input pipeline
+class _PerSample(torch.utils.data.Dataset):
+    """The usual per-sample pipeline: pad, random crop and flip one image at a time."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, padding: int) -> None:
+        self.images, self.labels, self.padding = images, labels, padding
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        img = self.images[i]
+        p = self.padding
+        padded = torch.nn.functional.pad(img, (p, p, p, p))
+        dy, dx = np.random.randint(0, 2 * p + 1, 2)
+        img = padded[:, dy: dy + img.shape[1], dx: dx + img.shape[2]]
+        if np.random.rand() < 0.5:
+            img = img.flip(-1)
+        return img, self.labels[i]
+
+
+def input_pipeline(device: torch.device, n: int = 10_000, batch: int = 64) -> tuple[float, float]:
+    """(batched samples/s, per-sample DataLoader samples/s) on the same CIFAR-shaped data."""
+    from osnas.dataflows.memory import TensorLoader
+
+    images = torch.rand(n, 3, 32, 32)
+    labels = torch.randint(0, 10, (n,))
+    batched = TensorLoader(images, labels, batch, shuffle=True, drop_last=True, crop_padding=4, hflip=True,
+                           device=device)
+    per_sample = torch.utils.data.DataLoader(_PerSample(images, labels, 4), batch_size=batch, shuffle=True,
+                                             drop_last=True, num_workers=0)
+
+    def consume(loader: Any) -> None:
+        for x, _ in loader:
+            x.to(device, non_blocking=True)
+
+    t_batched = time_call(lambda: consume(batched), device)
+    t_sample = time_call(lambda: consume(per_sample), device)
+    done = (n // batch) * batch
+    return done / t_batched, done / t_sample
+
+
+# ----------------------------------------------------------------------------- 5. end to end
+def end_to_end(config: Path, device: torch.device) -> dict[str, float]:
+    """Seconds per phase of a full run of ``config`` (in a temporary output directory)."""
+    from osnas.agent import MainAgent
+    from osnas.config import load_config
+    from osnas.run_dir import RunDir
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = load_config(config, [f"output.dir={tmp}", "logging.progress=false", "device=" + device.type])
+        agent = MainAgent(cfg, quiet=True)
+        agent.setup()
+        agent.run = RunDir.create(tmp, "bench")
+        agent.run.write_text("config.yaml", cfg.to_yaml())
+        results = agent.run_search()
+    return {**results["seconds"], "test_top1": results["test_top1"], "macs_m": results["macs"] / 1e6}
+
+
+# ----------------------------------------------------------------------------- 6. strategies
+STRATEGY_CASES = {
+    "single path (uniform)": {"name": "uniform"},
+    "fairness (K paths)": {"name": "fairness"},
+    "softmax-mixed": {"name": "differentiable"},
+    "gumbel": {"name": "differentiable", "gumbel": True},
+    "proxyless (two paths)": {"name": "proxyless"},
+}
+
+
+def strategy_step(case: dict[str, Any], device_name: str, input_size: int, batch: int, steps: int) -> dict[str, float]:
+    """Median step time and peak memory of one training strategy; run in a fresh process per case."""
+    code = f"""
+import json, resource, statistics, time, torch, numpy as np
+from osnas.registry import load_builtins; load_builtins()
+from osnas.bench.suite import _strategy_worker
+print(json.dumps(_strategy_worker({case!r}, {device_name!r}, {input_size}, {batch}, {steps})))
+"""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "worker failed")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _strategy_worker(case: dict[str, Any], device_name: str, input_size: int, batch: int, steps: int) -> dict[str, float]:
+    from osnas.agent import build_components
+    from osnas.training import Updater, build_optimizer, build_scheduler
+    from osnas.training_strategies.base import TrainingContext
+
+    device = torch.device(device_name)
+    cfg = validate_config({
+        "device": device.type,
+        "dataflow": {"name": "digits", "input_size": input_size, "batch_size": batch},
+        "search_space": {"name": "proxylessnas", "width_mult": 0.5},
+        "training_strategy": case,
+        "constraint": {"metric": "macs", "max": 1e6},
+        "lookup_table": {"latency": False},
+    })
+    comp = build_components(cfg, device, None)
+    train, val = comp.dataflow.search_split()
+    supernet = Supernet(comp.definition).to(device)
+    ctx = TrainingContext(comp.definition, comp.lut, comp.constraint, val, device, 0, 1)
+    strategy = REGISTRIES["training_strategy"].get(cfg.training_strategy.name)(cfg.training_strategy.options, ctx)
+    optimizer = build_optimizer(cfg.supernet.optimizer, supernet.parameters())
+    updater = Updater(optimizer, build_scheduler(cfg.supernet, optimizer, len(train)), device)
+    batches = list(train)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    times = []
+    for i in range(steps + 1):
+        seconds = time_call(lambda: strategy.step(supernet, batches[i % len(batches)], comp.agent, updater), device)
+        if i:
+            times.append(seconds)
+    peak = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return {"step_s": float(np.median(times)), "peak_mb": float(peak), "base_mb": base_rss / 1024}
+
+
+# ----------------------------------------------------------------------------- driver
+def run_suite(device: torch.device, quick: bool = False, sections: set[str] | None = None,
+              echo: Callable[[Figure], None] | None = None) -> Report:
+    """Measure every section; ``quick`` shrinks repeats and sizes (for smoke runs)."""
+    report = Report(meta=machine_info(device))
+    want = (lambda s: sections is None or s in sections)
+    repeats = 5 if quick else 20
+    batch = 16 if quick else 64
+    if want("overhead"):
+        target = 1.05 if device.type == "cuda" else 1.10
+        for space in REGISTRIES["search_space"].names():
+            size = 112 if space == "mobilefacenet" else 32
+            try:
+                t_super, t_child = framework_overhead(space, device, size, batch, repeats)
+            except Exception as exc:  # a plugin space may not fit the benchmark's assumptions
+                report.add(Figure("overhead", space, f"skipped: {exc}"), echo)
+                continue
+            ratio = t_super / t_child
+            report.add(Figure("overhead", f"{space} ({size}x{size}, batch {batch})",
+                              f"supernet {t_super * 1e3:.1f} ms vs child {t_child * 1e3:.1f} ms", ratio,
+                              f"<= {target:.2f}", ratio <= target), echo)
+    if want("cost"):
+        vec, loop = cost_queries(10_000 if quick else 100_000)
+        n = "10,000" if quick else "100,000"
+        report.add(Figure("cost", f"price {n} architectures", f"{vec * 1e3:.2f} ms (loop {loop:.2f} s)",
+                          loop / vec, "< 50 ms", vec < 0.05), echo)
+    if want("evaluation"):
+        per_s, speedup = candidate_evaluation(device, 4 if quick else 12)
+        report.add(Figure("evaluation", "architectures evaluated per second", f"{per_s:.2f} /s"), echo)
+        report.add(Figure("evaluation", "cache speed-up (second evaluation)", f"{speedup:.0f}x", speedup), echo)
+    if want("input"):
+        fast, slow = input_pipeline(device, 2_000 if quick else 10_000)
+        report.add(Figure("input", "batched augmentation vs per-sample DataLoader",
+                          f"{fast:,.0f} vs {slow:,.0f} samples/s", fast / slow, ">= 5x", fast / slow >= 5), echo)
+    if want("strategies"):
+        base = None
+        for label, case in STRATEGY_CASES.items():
+            if case["name"] not in REGISTRIES["training_strategy"]:
+                continue
+            try:
+                m = strategy_step(case, str(device), 32, batch, 3 if quick else 8)
+            except RuntimeError as exc:
+                report.add(Figure("strategies", label, f"failed: {exc}"), echo)
+                continue
+            base = base or m
+            report.add(Figure("strategies", label, f"{m['step_s'] * 1e3:.0f} ms/step, peak {m['peak_mb']:.0f} MB",
+                              m["step_s"] / base["step_s"]), echo)
+    if want("e2e") and not quick:
+        root = Path(__file__).resolve().parents[2]
+        phases = end_to_end(root / "configs" / "quickstart.yaml", device)
+        text = ", ".join(f"{k} {v:.1f}" + ("" if k in ("test_top1", "macs_m") else " s") for k, v in phases.items())
+        report.add(Figure("e2e", "quickstart phases", text), echo)
+    return report
+
+
+def to_markdown(report: Report, command: str) -> str:
+    meta = report.meta
+    lines = [
+        f"## {meta['date']} — {meta['device']}",
+        "",
+        f"Command: `{command}`  ",
+        f"Machine: {meta['machine']}, {meta['cpus']} CPUs, torch {meta['torch']} ({meta['torch_threads']} threads), "
+        f"Python {meta['python']}",
+        "",
+        "| section | figure | measured | ratio | target | met |",
+        "|---|---|---|---|---|---|",
+    ]
+    for f in report.figures:
+        ratio = "" if f.ratio is None else f"{f.ratio:.2f}"
+        met = "" if f.passed is None else ("yes" if f.passed else "**no**")
+        lines.append(f"| {f.section} | {f.name} | {f.value} | {ratio} | {f.target} | {met} |")
+    return "\n".join(lines) + "\n"
