@@ -56,3 +56,12 @@ output: {{dir: {tmp_path / 'runs'}, name: tiny}}
 """
     )
     return path
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny convs run fastest (and steadiest on a shared machine) on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

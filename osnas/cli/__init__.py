@@ -1,6 +1,12 @@
 """The ``osnas`` command line (typer). Each command group lives in its own module."""
 
 from osnas.cli.app import app, main
-from osnas.cli import bench, info, run  # noqa: F401  (register commands)
+
+# one import per command module (importing registers its commands)
+from osnas.cli import bench  # noqa: F401,E402
+from osnas.cli import export  # noqa: F401,E402
+from osnas.cli import info  # noqa: F401,E402
+from osnas.cli import lookup_table  # noqa: F401,E402
+from osnas.cli import run  # noqa: F401,E402
 
 __all__ = ["app", "main"]

@@ -144,19 +144,20 @@ class ChoiceBlock(nn.Module):
 
     ``forward(x, sub_arch)`` runs one candidate when ``sub_arch`` is a sequence of
     ints, or the weighted sum of candidates when it is a (1, K) float tensor of
-    mixing weights; ``active`` (K bools) limits which candidates run.
+    mixing weights; ``active`` ((1, K) bools, the item's rows of the supernet mask)
+    limits which candidates run.
     """
 
     def __init__(self, spec: Choice) -> None:
         super().__init__()
         self.candidates = nn.ModuleList(build_block(c, spec.in_ch, spec.out_ch, spec.stride) for c in spec.candidates)
 
-    def forward(self, x: torch.Tensor, sub_arch: Any, active: Sequence[bool] | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, sub_arch: Any, active: Sequence[Sequence[bool]] | None = None) -> torch.Tensor:
         if isinstance(sub_arch, torch.Tensor) and sub_arch.is_floating_point():
             weights = sub_arch[0]
             out = None
             for k, candidate in enumerate(self.candidates):
-                if active is not None and not active[k]:
+                if active is not None and not active[0][k]:
                     continue
                 term = weights[k] * candidate(x)
                 out = term if out is None else out + term

@@ -32,7 +32,7 @@ class Supernet(nn.Module):
             if start == stop:
                 x = module(x)
             elif mixed:
-                x = module(x, arch[start:stop], None if active is None else active[start])
+                x = module(x, arch[start:stop], None if active is None else active[start:stop])
             else:
                 x = module(x, arch[start:stop])
         return x
