@@ -74,11 +74,14 @@ def write_lfw(root: Path, names: dict[str, int], same: list[tuple], different: l
 
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:
     """``osnas ARGS`` in this process (no interpreter start-up): (exit code, stdout, stderr)."""
+    import logging
     import sys
 
     from osnas.cli import main
 
+    logger = logging.getLogger("osnas")
     argv, sys.argv = sys.argv, ["osnas", *args]
+    handlers, level = list(logger.handlers), logger.level
     try:
         main()
         code = 0
@@ -86,5 +89,9 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
         code = int(exc.code or 0)
     finally:
         sys.argv = argv
+        for handler in set(logger.handlers) - set(handlers):  # the run's log.txt
+            logger.removeHandler(handler)
+            handler.close()
+        logger.setLevel(level)
     captured = capsys.readouterr()
     return code, captured.out, captured.err

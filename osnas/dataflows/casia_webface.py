@@ -63,6 +63,7 @@ class CasiaWebFaceOptions(DataflowOptions):
     lfw_pairs: Optional[str] = None
     input_size: PositiveInt = 112
     batch_size: PositiveInt = 256
+    num_workers: int = Field(8, ge=0)
     val_fraction: float = Field(0.1, gt=0.0, lt=1.0)
     crop_fraction: float = Field(1.0, gt=0.0, le=1.0)
     hflip: bool = True
