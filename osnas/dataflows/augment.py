@@ -21,6 +21,15 @@ def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> to
     return (images - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
 
 
+def to_float(images: torch.Tensor, mean: torch.Tensor | None = None, std: torch.Tensor | None = None) -> torch.Tensor:
+    """uint8 pixels to floats in [0, 1], then normalised: data stays uint8 (4x smaller) until the batch is used."""
+    if images.dtype == torch.uint8:
+        images = images.float().div_(255.0)
+    if mean is None or std is None:
+        return images
+    return normalize(images, mean.to(images.device), std.to(images.device))
+
+
 def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """Pad by ``padding`` (zeros) and crop back to the original size at a random offset per sample."""
     if padding <= 0:

@@ -3,6 +3,10 @@
 ``search_split()`` carves train/val out of the training data with a seeded split;
 ``final_split()`` gives the full training data and the test split, which only the
 final evaluation touches.
+
+Targets are class indices (int64), except in verification splits: a pair batch
+holds 2B images, the B first images of the pairs then the B second ones, and a
+bool target per pair (same identity or not); see ``training_agents/face_recognition.py``.
 """
 
 from __future__ import annotations
@@ -31,6 +35,39 @@ class Loader(Protocol):
     def state_dict(self) -> dict: ...
 
     def load_state_dict(self, state: dict) -> None: ...
+
+
+class SeededLoader(ABC):
+    """Shared by the built-in loaders: the batch count, and the generator (shuffling, augmentation) saved for resume.
+
+    Subclasses set their data before calling ``__init__`` and define ``num_samples``.
+    """
+
+    def __init__(self, batch_size: int, drop_last: bool, seed: int) -> None:
+        self.batch_size = batch_size
+        self.drop_last = drop_last and self.epoch_size >= batch_size
+        self.generator = torch.Generator(device="cpu")
+        self.generator.manual_seed(seed)
+
+    @property
+    @abstractmethod
+    def num_samples(self) -> int:
+        """Samples in the split."""
+
+    @property
+    def epoch_size(self) -> int:
+        """Samples drawn per epoch (the sample count unless a sampler repeats some)."""
+        return self.num_samples
+
+    def __len__(self) -> int:
+        n = self.epoch_size
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.generator.set_state(state["generator"])
 
 
 class DataflowOptions(ComponentOptions):

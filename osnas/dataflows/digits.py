@@ -9,8 +9,7 @@ from pydantic import Field
 from osnas.dataflows.augment import normalize, resize
 from osnas.dataflows.base import Dataflow, DataflowOptions
 from osnas.dataflows.memory import TensorLoader
-from osnas.dataflows.splits import class_counts, split_indices
-from osnas.errors import DataError
+from osnas.dataflows.splits import check_batch_size, class_counts, split_indices
 from osnas.registry import register
 
 
@@ -43,11 +42,7 @@ class Digits(Dataflow):
         )
         self.search_train_idx = self.train_idx[self.search_train_idx]
         self.search_val_idx = self.train_idx[self.search_val_idx]
-        if options.batch_size > len(self.search_train_idx):
-            raise DataError(
-                f"dataflow.batch_size ({options.batch_size}) is larger than the search training split "
-                f"({len(self.search_train_idx)} samples); use at most {len(self.search_train_idx)}"
-            )
+        check_batch_size(options.batch_size, len(self.search_train_idx))
 
     @property
     def num_classes(self) -> int:

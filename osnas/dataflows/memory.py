@@ -6,11 +6,17 @@ from typing import Iterator
 
 import torch
 
-from osnas.dataflows.augment import random_crop, random_hflip
+from osnas.dataflows.augment import random_crop, random_hflip, to_float
+from osnas.dataflows.base import SeededLoader
 
 
-class TensorLoader:
-    """Batches of an in-memory (images, labels) pair; augmentation applied per batch on the device."""
+class TensorLoader(SeededLoader):
+    """Batches of an in-memory (images, labels) pair; augmentation applied per batch on the device.
+
+    Images may be kept as uint8 (compact; CIFAR-10 is 150 MB on the device): each
+    batch is cropped and flipped as uint8, then converted to float and normalised
+    with ``mean``/``std`` (per channel, on the [0, 1] scale) when they are given.
+    """
 
     def __init__(
         self,
@@ -23,31 +29,22 @@ class TensorLoader:
         hflip: bool = False,
         seed: int = 0,
         device: torch.device | str = "cpu",
+        mean: tuple[float, ...] | None = None,
+        std: tuple[float, ...] | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.images = images.to(self.device)
         self.labels = labels.to(self.device)
-        self.batch_size = batch_size
         self.shuffle = shuffle
-        self.drop_last = drop_last and images.shape[0] >= batch_size
         self.crop_padding = crop_padding
         self.hflip = hflip
-        self.generator = torch.Generator(device="cpu")
-        self.generator.manual_seed(seed)
+        self.mean = None if mean is None else torch.tensor(mean, device=self.device)
+        self.std = None if std is None else torch.tensor(std, device=self.device)
+        super().__init__(batch_size, drop_last, seed)
 
     @property
     def num_samples(self) -> int:
         return int(self.images.shape[0])
-
-    def __len__(self) -> int:
-        n = self.num_samples
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return {"generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.generator.set_state(state["generator"])
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = self.num_samples
@@ -63,4 +60,4 @@ class TensorLoader:
                 x = random_crop(x, self.crop_padding, self.generator)
             if self.hflip:
                 x = random_hflip(x, self.generator)
-            yield x, y
+            yield to_float(x, self.mean, self.std), y

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.model_selection import train_test_split
 
+from osnas.errors import DataError
+
 
 def split_indices(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(keep, held_out) index arrays; ``held_out`` has ``fraction`` of the samples, stratified when possible."""
@@ -16,6 +18,16 @@ def split_indices(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.nd
     return np.sort(keep), np.sort(held)
 
 
-def class_counts(labels: np.ndarray) -> dict[str, int]:
+def class_counts(labels: np.ndarray, names: list[str] | None = None) -> dict[str, int]:
+    """Samples per class, keyed by class name when ``names`` is given, else by class index."""
     values, counts = np.unique(np.asarray(labels), return_counts=True)
-    return {str(int(v)): int(c) for v, c in zip(values, counts)}
+    return {(names[int(v)] if names else str(int(v))): int(c) for v, c in zip(values, counts)}
+
+
+def check_batch_size(batch_size: int, train_samples: int) -> None:
+    """A training split smaller than one batch would give no step at all with drop_last."""
+    if batch_size > train_samples:
+        raise DataError(
+            f"dataflow.batch_size ({batch_size}) is larger than the search training split "
+            f"({train_samples} samples); use at most {train_samples}"
+        )

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import torch
+import torch.nn as nn
 
+from osnas.config import ComponentOptions
 from osnas.dataflows.base import Loader
+from osnas.errors import ConfigError
 from osnas.registry import register
 from osnas.training_agents.base import Forward, TrainingAgent
 
@@ -15,27 +18,27 @@ class Classification(TrainingAgent):
 
     selection_metric = "top1"
 
+    def __init__(self, options: ComponentOptions, criterion: nn.Module, num_classes: int) -> None:
+        super().__init__(options, criterion, num_classes)
+        if getattr(criterion, "expects", "logits") != "logits":
+            raise ConfigError(f"criterion {getattr(criterion, 'registry_name', type(criterion).__name__)!r} trains "
+                              "embeddings; task classification needs class logits (cross_entropy, focal); "
+                              "embedding criteria go with task face_recognition")
+
     def batch_metrics(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"top1": (outputs.argmax(dim=1) == targets).float().mean() * 100.0}
 
     @torch.no_grad()
     def evaluate(self, forward: Forward, loader: Loader) -> dict[str, float]:
-        correct1 = torch.zeros((), dtype=torch.long)
-        correct5 = torch.zeros((), dtype=torch.long)
-        loss_sum = torch.zeros((), dtype=torch.float64)
+        # [loss sum, top-1 hits, top-5 hits] stays on the device: one host sync at the end, not one per batch
+        sums = torch.zeros(3, dtype=torch.float64)
         total = 0
         for x, y in loader:
             out = forward(x)
-            loss_sum += self.loss(out, y).double().cpu() * y.shape[0]
-            k = min(5, out.shape[1])
-            top = out.topk(k, dim=1).indices
-            hits = top == y[:, None]
-            correct1 += hits[:, 0].sum().cpu()
-            correct5 += hits.any(dim=1).sum().cpu()
+            hits = out.topk(min(5, out.shape[1]), dim=1).indices == y[:, None]
+            batch = torch.stack([self.loss(out, y).double() * y.shape[0], hits[:, 0].sum(), hits.any(dim=1).sum()])
+            sums = sums.to(batch.device) + batch
             total += y.shape[0]
+        loss_sum, correct1, correct5 = sums.tolist()
         total = max(total, 1)
-        return {
-            "top1": 100.0 * correct1.item() / total,
-            "top5": 100.0 * correct5.item() / total,
-            "loss": loss_sum.item() / total,
-        }
+        return {"top1": 100.0 * correct1 / total, "top5": 100.0 * correct5 / total, "loss": loss_sum / total}
