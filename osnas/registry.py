@@ -138,40 +138,64 @@ def _failing_file(exc: BaseException, default: Path) -> str:
     return str(default)
 
 
-def plugin_packages(root: Path) -> list[tuple[str, Path]]:
-    """``generated/<kind>/<name>/`` packages under ``root``, with the module name each gets."""
-    found: list[tuple[str, Path]] = []
+def plugin_packages(root: Path) -> list[Path]:
+    """The ``generated/<kind>/<name>/`` packages under ``root``."""
+    found: list[Path] = []
     for kind in KINDS:
         kind_dir = root / kind
         if not kind_dir.is_dir():
             continue
         for pkg in sorted(kind_dir.iterdir()):
             if pkg.is_dir() and (pkg / "__init__.py").is_file() and pkg.name.isidentifier():
-                found.append((f"osnas_generated.{kind}.{pkg.name}", pkg))
+                found.append(pkg)
     return found
 
 
 _LOADED: set[str] = set()
+_FAILED: dict[str, PluginFailure] = {}  # a failed import is not retried: it left half its registrations behind
+
+
+def _imported_elsewhere(init: Path) -> bool:
+    """True when this ``__init__.py`` is already imported under another name (pytest imports a
+    generated package by its bare name when it collects the package's ``test_<name>.py``)."""
+    for module in list(sys.modules.values()):
+        file = getattr(module, "__file__", None)
+        if file and Path(file).name == "__init__.py" and Path(file).resolve() == init:
+            return True
+    return False
+
+
+def load_plugin_package(pkg: Path) -> PluginFailure | None:
+    """Import one ``generated/<kind>/<name>/`` package once, as ``osnas_generated.<kind>.<name>_<hash>``.
+
+    Its modules import each other relatively (``from .blocks import ...``).
+    """
+    pkg = Path(pkg).resolve()
+    key = str(pkg)
+    if key in _FAILED:
+        return _FAILED[key]
+    if key in _LOADED or _imported_elsewhere(pkg / "__init__.py"):
+        _LOADED.add(key)
+        return None
+    unique = f"osnas_generated.{pkg.parent.name}.{pkg.name}_{hashlib.sha1(key.encode()).hexdigest()[:8]}"
+    try:
+        _import_package(pkg, unique)
+    except Exception as exc:  # a user module may raise anything
+        _FAILED[key] = PluginFailure(_failing_file(exc, pkg / "__init__.py"), f"{type(exc).__name__}: {exc}",
+                                     traceback.format_exc())
+        return _FAILED[key]
+    _LOADED.add(key)
+    return None
 
 
 def load_plugins(dirs: list[Path] | None = None, entry_point_group: str = "osnas.plugins") -> list[PluginFailure]:
     """Import user components; return the failures instead of raising."""
     failures: list[PluginFailure] = []
     for root in dirs or []:
-        root = Path(root).resolve()
-        for module_name, pkg in plugin_packages(root):
-            key = str(pkg)
-            if key in _LOADED:
-                continue
-            unique = f"{module_name}_{hashlib.sha1(key.encode()).hexdigest()[:8]}"
-            try:
-                _import_package(pkg, unique)
-                _LOADED.add(key)
-            except Exception as exc:  # a user module may raise anything
-                failures.append(
-                    PluginFailure(_failing_file(exc, pkg / "__init__.py"), f"{type(exc).__name__}: {exc}",
-                                  traceback.format_exc())
-                )
+        for pkg in plugin_packages(Path(root).resolve()):
+            failure = load_plugin_package(pkg)
+            if failure is not None:
+                failures.append(failure)
     for ep in entry_points(group=entry_point_group):
         if f"ep:{ep.value}" in _LOADED:
             continue
