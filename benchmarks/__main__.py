@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from osnas.bench.cli import run
-from osnas.bench.suite import SECTIONS
+from osnas.bench import SECTIONS
 from osnas.registry import load_builtins
 
 parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)

@@ -9,7 +9,8 @@ from typing import Optional
 import torch
 from rich.console import Console
 
-from osnas.bench.suite import SECTIONS, Figure, run_suite, to_markdown
+from osnas.bench import SECTIONS
+from osnas.bench.suite import Figure, run_suite, to_markdown
 
 console = Console()
 

@@ -27,15 +27,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from osnas.bench import SECTIONS  # noqa: F401  (re-exported for the drivers)
 from osnas.bench.timing import interleaved, time_call
 from osnas.config import validate_config
 from osnas.registry import REGISTRIES
 from osnas.search_spaces.child import build_child
 from osnas.search_spaces.lookup_table import LookupTable
 from osnas.search_spaces.supernet import Supernet
-
-
-SECTIONS = ("overhead", "cost", "evaluation", "input", "strategies", "e2e")
 
 
 @dataclass

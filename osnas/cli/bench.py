@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from osnas.bench.suite import SECTIONS
+from osnas.bench import SECTIONS
 from osnas.cli.app import app
 
 

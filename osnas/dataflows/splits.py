@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from osnas.errors import DataError
 
 
 def split_indices(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(keep, held_out) index arrays; ``held_out`` has ``fraction`` of the samples, stratified when possible."""
+    from sklearn.model_selection import train_test_split  # imported here: it costs seconds at start-up
+
     labels = np.asarray(labels)
     idx = np.arange(labels.shape[0])
     counts = np.bincount(labels) if labels.size else np.array([])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Optional
+
+from pydantic import Field, PositiveInt
 
 from osnas.registry import register
 from osnas.search_spaces.base import Choice, Fixed, SearchSpace, SearchSpaceOptions, SpaceDefinition, op
@@ -24,6 +26,9 @@ def mbconv_candidates(kernels: tuple[int, ...], expansions: tuple[int, ...], act
 class ProxylessOptions(SearchSpaceOptions):
     width_mult: float = Field(1.0, gt=0.0, le=4.0)
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    max_blocks_per_stage: Optional[PositiveInt] = Field(
+        None, description="cap on searchable blocks per stage (a shallower space for small data and quick runs)"
+    )
 
 
 @register("search_space", "proxylessnas")
@@ -55,7 +60,7 @@ class ProxylessNAS(SearchSpace):
         ch = first_ch
         for (out, n, _), stride in zip(STAGES, strides[1:]):
             out = make_divisible(out * w)
-            for i in range(n):
+            for i in range(min(n, self.options.max_blocks_per_stage or n)):
                 s = stride if i == 0 else 1
                 zero = s == 1 and ch == out
                 body.append(Choice(mbconv_candidates(KERNELS, EXPANSIONS, "relu6", zero), ch, out, s))
