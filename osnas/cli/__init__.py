@@ -2,5 +2,7 @@
 
 from osnas.cli.app import app, main
 from osnas.cli import info, run  # noqa: F401  (register commands)
+from osnas.cli import compare  # noqa: F401
+from osnas.cli import report  # noqa: F401
 
 __all__ = ["app", "main"]
