@@ -47,9 +47,11 @@ def attach(run: RunDir, config: Config) -> TensorBoardLogger | None:
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
+        from rich.markup import escape
+
         from osnas.progress import console
 
-        console.print(f"[yellow]warning:[/] {MISSING}", highlight=False)
+        console.print(f"[yellow]warning:[/] {escape(MISSING)}", highlight=False, soft_wrap=True)
         return None
     logger = TensorBoardLogger(SummaryWriter(log_dir=str(run.file("tensorboard"))))
     run.sinks.append(logger)
