@@ -30,7 +30,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from rich.table import Table
 
-from osnas import tb
+from osnas import distributed, tb
 from osnas.agent import MainAgent
 from osnas.config import Config, load_config, read_yaml, validate_config
 from osnas.errors import OsnasError
@@ -109,12 +109,14 @@ def run_log(run: RunDir) -> Iterator[None]:
     handler = logging.FileHandler(run.file("log.txt"))
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logger = logging.getLogger("osnas")
+    level = logger.level
     logger.setLevel(logging.INFO)
     logger.addHandler(handler)
     try:
         yield
     finally:
         logger.removeHandler(handler)
+        logger.setLevel(level)
         handler.close()
 
 
@@ -150,6 +152,8 @@ class Comparison:
             if (run_path / "results.json").is_file():
                 self.open_run(spec)  # checks that its config is still the one asked for
                 self.say(f"{tag} finished earlier, reused")
+                if spec.name not in self.index["runs"]:  # an index lost or from elsewhere: rebuilt
+                    self.record(spec, key, read_json(run_path / "results.json").get("supernet_from"), "done")
             else:
                 self.execute(spec, key, trainers.get(key), tag)
             done = read_json(run_path / "results.json")
@@ -166,21 +170,31 @@ class Comparison:
         source = entry.get("supernet_from", trainer)  # an earlier decision stands
         if source is not None and not (self.runs_dir / source / "supernet.pt").is_file():
             source = None
-        entry = {"method": spec.method, "seed": spec.seed, "run_dir": str(run.path.relative_to(self.out_dir)),
-                 "supernet_key": key, "supernet_from": source, "status": "running",
-                 "started": entry.get("started", time.time()), "finished": None}
-        self.index["runs"][spec.name] = entry
-        self.save_index()
+        entry = self.record(spec, key, source, "running", entry.get("started"))
         what = f"supernet of {source}" if source else "training its supernet"
         self.say(f"{tag} {'resuming' if run.exists('metrics.jsonl') else 'running'} ({what})")
         agent = MainAgent(spec.config, run, quiet=self.quiet)
         with run_log(run):
             agent.setup()
-            tb.attach(run, spec.config)
-            results = agent.run_search(self.runs_dir / source / "supernet.pt" if source else None)
+            board = tb.attach(run, spec.config)
+            try:
+                results = agent.run_search(self.runs_dir / source / "supernet.pt" if source else None)
+            finally:
+                if board is not None:
+                    board.close()
         run.write_json("results.json", {**results, "supernet_from": source})
         entry.update(status="done", finished=time.time())
         self.save_index()
+
+    def record(self, spec: RunSpec, key: str, source: str | None, status: str,
+               started: float | None = None) -> dict[str, Any]:
+        """Write the index entry of a run (atomically, with the whole index)."""
+        entry = {"method": spec.method, "seed": spec.seed, "run_dir": f"runs/{spec.name}", "supernet_key": key,
+                 "supernet_from": source, "status": status, "started": started or time.time(),
+                 "finished": time.time() if status == "done" else None}
+        self.index["runs"][spec.name] = entry
+        self.save_index()
+        return entry
 
     def open_run(self, spec: RunSpec) -> RunDir:
         """The run's directory: made with its config, or reopened if its config is unchanged."""
@@ -327,6 +341,8 @@ def compare(config_paths: list[Path], seeds: int, overrides: list[str], out_dir:
     """Run the comparison (reusing what is done) and write comparison.csv, comparison.md and pareto.png."""
     if seeds < 1:
         raise OsnasError(f"--seeds must be at least 1 (got {seeds})")
+    if distributed.launched():
+        raise OsnasError("osnas compare runs its runs one after another in one process; start it without torchrun")
     out_dir = Path(out_dir)
     methods = load_methods(config_paths, overrides)
     metric = selection_metric(methods)

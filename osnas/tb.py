@@ -24,6 +24,8 @@ class ScalarWriter(Protocol):
 
     def flush(self) -> None: ...
 
+    def close(self) -> None: ...
+
 
 class TensorBoardLogger:
     """A metrics sink writing every numeric field of a record as a scalar."""
@@ -38,6 +40,9 @@ class TensorBoardLogger:
             if key not in SKIP_KEYS and isinstance(value, (int, float)) and not isinstance(value, bool):
                 self.writer.add_scalar(f"{phase}/{key}", float(value), step)
         self.writer.flush()  # records are per epoch or per candidate: cheap, and nothing is lost on a crash
+
+    def close(self) -> None:
+        self.writer.close()
 
 
 def attach(run: RunDir, config: Config) -> TensorBoardLogger | None:
