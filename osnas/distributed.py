@@ -192,7 +192,8 @@ def create_run_dir(root: str | Path, name: str) -> RunDir:
 class ShardedLoader:
     """Each rank's slice of the global batches of ``loader`` (all ranks iterate the same order).
 
-    A last batch with fewer samples than ranks is skipped (at most world-1 samples an epoch).
+    Full batches split evenly (the global batch size is a multiple of the world size); a short
+    last batch is cut to a multiple of it, so at most world-1 samples an epoch are left out.
     """
 
     def __init__(self, loader: Loader, rank: int, world: int) -> None:
