@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from osnas import distributed
 from osnas.config import Config, PhaseConfig
 from osnas.constraint import Constraint
 from osnas.dataflows.base import Dataflow, Loader
@@ -108,7 +109,8 @@ def build_components(config: Config, device: torch.device, cache_dir: Path | Non
     space: SearchSpace = REGISTRIES["search_space"].get(config.search_space.name)(config.search_space.options)
     definition = space.define(dataflow.input_size, dataflow.in_channels, output_dim)
     lt = config.lookup_table
-    lut, note = LookupTable.load_or_build(definition, cache_dir, device, lt.latency, lt.latency_batch, lt.latency_runs)
+    lut, note = distributed.from_main(lambda: LookupTable.load_or_build(
+        definition, cache_dir, device, lt.latency, lt.latency_batch, lt.latency_runs))
     c = config.constraint
     constraint = Constraint(c.metric, c.max, c.min, lut, definition)
     if c.metric == "latency" and not lt.latency:
@@ -127,7 +129,7 @@ class NonFiniteGuard:
         self.first_bad = torch.where(bad & (self.first_bad < 0), torch.full_like(self.first_bad, step), self.first_bad)
 
     def check(self, phase: str, epoch: int) -> None:
-        step = int(self.first_bad.item())
+        step = int(distributed.maximum(self.first_bad).item())
         if step >= 0:
             raise TrainingDivergedError(
                 f"the {phase} loss became NaN or infinite at epoch {epoch + 1}, step {step + 1}; "
@@ -143,8 +145,8 @@ class MainAgent:
         self.config = config
         self.run: RunDir = run  # type: ignore[assignment]  # set by the CLI once setup() succeeded
         self.strategy: TrainingStrategy | None = None
-        self.quiet = quiet
-        self.device = resolve_device(config.device)
+        self.quiet = quiet or not distributed.is_main()
+        self.device = distributed.setup(resolve_device(config.device))
         self.timer = PhaseTimer()
         self.on_epoch = on_epoch
         cache = config.lookup_table.cache_dir
@@ -176,7 +178,8 @@ class MainAgent:
             self.say(f"{phase}: {why}")
         self.amp[phase] = amp
         optimizer = build_optimizer(cfg.optimizer, params)
-        return Updater(optimizer, build_scheduler(cfg, optimizer, steps), self.device, amp, cfg.grad_clip)
+        updater_cls = distributed.updater_type()
+        return updater_cls(optimizer, build_scheduler(cfg, optimizer, steps), self.device, amp, cfg.grad_clip)
 
     def _to_memory_format(self, module: nn.Module, cfg: PhaseConfig, phase: str) -> nn.Module:
         if cfg.channels_last:
@@ -192,8 +195,9 @@ class MainAgent:
         comp = self.setup()
         cfg = self.config.supernet
         train_loader, val_loader = comp.dataflow.search_split()
+        train_loader = distributed.shard(train_loader)
         supernet = Supernet(comp.definition).to(self.device)
-        supernet = self._to_memory_format(supernet, cfg, "supernet")
+        supernet = distributed.prepare(self._to_memory_format(supernet, cfg, "supernet"))
         ctx = TrainingContext(comp.definition, comp.lut, comp.constraint, val_loader, self.device,
                               self.config.seed, cfg.epochs)
         strategy_cls = REGISTRIES["training_strategy"].get(self.config.training_strategy.name)
@@ -234,7 +238,7 @@ class MainAgent:
                     loss_sum += loss.float()
                     bar.advance(task)
                 guard.check("supernet", epoch)
-                train_loss = float(loss_sum.item()) / max(1, len(train_loader))
+                train_loss = float(distributed.average(loss_sum).item()) / max(1, len(train_loader))
                 self.timer.add("supernet", begin)
                 record = {"phase": "supernet", "epoch": epoch + 1, "loss": train_loss,
                           "lr": updater.param_groups[0]["lr"], "seconds": round(self.timer.seconds["supernet"], 3)}
@@ -284,7 +288,8 @@ class MainAgent:
         begin = time.perf_counter()
         ev = self.config.evaluation
         train_loader, val_loader = comp.dataflow.search_split()
-        evaluator = Evaluator(supernet, comp.agent, train_loader, val_loader, ev.bn_batches, ev.val_batches)
+        evaluator = distributed.ShardedEvaluator(supernet, comp.agent, train_loader, val_loader, ev.bn_batches,
+                                                 ev.val_batches)
         resume = None
         if self.run.exists("search_state.pt"):
             saved = load_checkpoint(self.run.file("search_state.pt"))
@@ -361,9 +366,10 @@ class MainAgent:
         comp = self.setup()
         cfg = self.config.final
         train_loader, test_loader = comp.dataflow.final_split()
+        train_loader = distributed.shard(train_loader)
         torch.manual_seed(self.config.seed + 17)
         child = build_child(comp.definition, arch).to(self.device)
-        child = self._to_memory_format(child, cfg, "final")
+        child = distributed.prepare(self._to_memory_format(child, cfg, "final"))
         criterion = comp.agent.criterion
         # a fresh head for margin losses, trained with the child and never exported with it
         for module in criterion.modules():
@@ -402,7 +408,7 @@ class MainAgent:
                         loss_sum += loss.detach().float()
                         bar.advance(task)
                     guard.check("final training", epoch)
-                    train_loss = float(loss_sum.item()) / max(1, len(train_loader))
+                    train_loss = float(distributed.average(loss_sum).item()) / max(1, len(train_loader))
                     self.timer.add("final", begin)
                     self.run.log_metrics({"phase": "final", "epoch": epoch + 1, "loss": train_loss,
                                           "lr": updater.param_groups[0]["lr"],

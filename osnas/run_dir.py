@@ -12,7 +12,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -86,6 +86,7 @@ class RunDir:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self.sinks: list[Callable[[dict[str, Any]], None]] = []  # more consumers of metrics (TensorBoard)
 
     @classmethod
     def create(cls, root: str | Path, name: str) -> "RunDir":
@@ -139,3 +140,5 @@ class RunDir:
         with open(self.path / "metrics.jsonl", "a") as handle:
             handle.write(line)
             handle.flush()
+        for sink in self.sinks:
+            sink(record)

@@ -65,3 +65,16 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def variant(config: Path, name: str, **sections: dict) -> Path:
+    """A copy of a config file next to it with sections updated (merged; replaced when naming a component)."""
+    import yaml
+
+    data = yaml.safe_load(config.read_text())
+    for key, value in sections.items():
+        merge = isinstance(data.get(key), dict) and isinstance(value, dict) and "name" not in value
+        data[key] = {**data[key], **value} if merge else value
+    path = config.with_name(f"{name}.yaml")
+    path.write_text(yaml.safe_dump(data))
+    return path

@@ -11,6 +11,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from osnas import distributed
 from osnas.errors import OsnasError
 from osnas.registry import PluginFailure, load_builtins, load_plugins
 
@@ -50,6 +51,8 @@ def _root(
     """Load built-in components, then user components from generated/ and the osnas.plugins entry points."""
     State.debug = debug or bool(os.environ.get("OSNAS_DEBUG"))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # run logs (log.txt) take INFO; the console only warnings
+        handler.setLevel(logging.WARNING)
     load_builtins()
     dirs = list(plugins) if plugins else [Path.cwd() / "generated"]
     State.plugin_failures = load_plugins(dirs)
@@ -67,6 +70,7 @@ def main() -> None:
     debug = "--debug" in sys.argv or bool(os.environ.get("OSNAS_DEBUG"))
     try:
         app(standalone_mode=False)
+        distributed.shutdown()
     except OsnasError as exc:
         if debug:
             raise

@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from osnas import distributed, tb
 from osnas.agent import MainAgent
 from osnas.cli.app import app, out
 from osnas.config import Config, load_config, read_yaml, validate_config
@@ -20,14 +21,17 @@ SetOption = typer.Option(None, "--set", help="Override a config key: KEY.PATH=VA
 
 def start_run(agent: MainAgent, config: Config) -> RunDir:
     """Create the run directory (only once the config and components are known good) and its log."""
-    run = RunDir.create(config.output.dir, config.output.name)
+    run = distributed.create_run_dir(config.output.dir, config.output.name)
     run.write_text("config.yaml", config.to_yaml())
     attach_log(run)
+    tb.attach(run, config)
     agent.run = run
     return run
 
 
 def attach_log(run: RunDir) -> None:
+    if not distributed.is_main():
+        return
     handler = logging.FileHandler(run.file("log.txt"))
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logger = logging.getLogger("osnas")
@@ -36,6 +40,8 @@ def attach_log(run: RunDir) -> None:
 
 
 def finish(results: dict, run: RunDir, quiet: bool) -> None:
+    if not distributed.is_main():
+        return
     results = {**results, "run_dir": str(run.path)}
     if not quiet:
         out.print(summary_table(results))
@@ -53,11 +59,12 @@ def search(
 ) -> None:
     """Train the supernet, search it under the constraint, train the found network and test it."""
     if resume is not None:
-        run = RunDir.open(resume)
+        run = distributed.rank_view(RunDir.open(resume))
         cfg = validate_config(read_yaml(run.file("config.yaml")), source=str(run.file("config.yaml")))
         agent = MainAgent(cfg, run, quiet=quiet)
         agent.setup()
         attach_log(run)
+        tb.attach(run, cfg)
     else:
         if config is None:
             raise OsnasError("osnas search needs --config CONFIG (or --resume RUN_DIR)")

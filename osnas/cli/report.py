@@ -1,0 +1,26 @@
+"""``osnas report``: the summary of a run and its curves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from osnas.cli.app import app, out
+from osnas.report import progress_table, write_curves
+from osnas.run_dir import RunDir, read_json
+from osnas.summary import summary_table
+
+
+@app.command()
+def report(
+    run_dir: Path = typer.Argument(..., help="A run directory (finished, interrupted or still running)."),
+) -> None:
+    """Print a run's summary (or its progress so far) and write RUN_DIR/curves.png."""
+    run = RunDir.open(run_dir)
+    if run.exists("results.json"):
+        out.print(summary_table({**read_json(run.file("results.json")), "run_dir": str(run.path)},
+                                title=f"osnas result: {run.path.name}"))
+    else:
+        out.print(progress_table(run))
+    out.print(f"curves: {write_curves(run.path)}")
