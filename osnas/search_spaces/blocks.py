@@ -96,6 +96,10 @@ class MBConv(nn.Module):
         layers.append(conv_bn(mid, out_ch, 1, 1, groups, "none"))
         self.body = nn.Sequential(*layers)
         self.use_residual = stride == 1 and in_ch == out_ch
+        if self.use_residual:
+            # zero-init the last BN scale: a residual block starts as the identity, so at the start of
+            # supernet training all paths compute nearly the same function and do not fight each other
+            nn.init.zeros_(self.body[-1][1].weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.body(x)
