@@ -10,6 +10,7 @@ from osnas.cli import export  # noqa: F401,E402
 from osnas.cli import info  # noqa: F401,E402
 from osnas.cli import interface  # noqa: F401,E402
 from osnas.cli import lookup_table  # noqa: F401,E402
+from osnas.cli import profile  # noqa: F401,E402
 from osnas.cli import report  # noqa: F401,E402
 from osnas.cli import run  # noqa: F401,E402
 

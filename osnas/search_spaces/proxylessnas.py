@@ -1,4 +1,11 @@
-"""ProxylessNAS (Cai et al., ICLR 2019): MBConv k{3,5,7} x e{3,6} + zero on the ProxylessNAS macro-architecture."""
+"""ProxylessNAS (Cai et al., ICLR 2019): MBConv k{3,5,7} x e{3,6} + zero on the ProxylessNAS macro-architecture.
+
+At 224x224 (official ProxylessNAS code): 3x3 conv 32 stride 2, a fixed MBConv k3 e1 to
+16 channels, 21 searchable MBConv layers in stages of 4/4/4/4/4/1 with strides
+2/2/2/1/2/1, a 1x1 "feature mix" conv to 1280, global pooling, classifier. The stage
+widths default to those of the released ProxylessNAS-Mobile model (32/40/80/96/192/320);
+the official search script's default is 24/40/80/96/192/320 (``stage_widths``).
+"""
 
 from __future__ import annotations
 
@@ -7,11 +14,12 @@ from typing import Optional
 from pydantic import Field, PositiveInt
 
 from osnas.registry import register
-from osnas.search_spaces.base import Choice, Fixed, SearchSpace, SearchSpaceOptions, SpaceDefinition, op
+from osnas.search_spaces.base import Fixed, SearchSpace, SpaceDefinition, op
 from osnas.search_spaces.macro import adapt_strides, make_divisible
+from osnas.search_spaces.templates import ScalableOptions, classifier_head, searchable_stages
 
-# (out channels, blocks, stride) of the searchable stages, ImageNet layout
-STAGES = [(24, 4, 2), (40, 4, 2), (80, 4, 2), (96, 4, 1), (192, 4, 2), (320, 1, 1)]
+# (layers, stride) of the searchable stages, ImageNet layout
+STAGES = [(4, 2), (4, 2), (4, 2), (4, 1), (4, 2), (1, 1)]
 KERNELS = (3, 5, 7)
 EXPANSIONS = (3, 6)
 
@@ -23,9 +31,19 @@ def mbconv_candidates(kernels: tuple[int, ...], expansions: tuple[int, ...], act
     return tuple(cands)
 
 
-class ProxylessOptions(SearchSpaceOptions):
-    width_mult: float = Field(1.0, gt=0.0, le=4.0)
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+def mobilenet_stem(in_channels: int, width_mult: float, stride: int) -> tuple[list, int]:
+    """3x3 conv 32 and the fixed MBConv k3 e1 to 16 channels that start MobileNetV2 and ProxylessNAS."""
+    stem_ch, first_ch = make_divisible(32 * width_mult), make_divisible(16 * width_mult)
+    return [
+        Fixed(op("conv_bn_act", kernel=3, act="relu6"), in_channels, stem_ch, stride),
+        Fixed(op("mbconv", kernel=3, expansion=1, act="relu6"), stem_ch, first_ch, 1),
+    ], first_ch
+
+
+class ProxylessOptions(ScalableOptions):
+    stage_widths: tuple[PositiveInt, PositiveInt, PositiveInt, PositiveInt, PositiveInt, PositiveInt] = Field(
+        (32, 40, 80, 96, 192, 320), description="channels of the six searchable stages at width_mult 1.0"
+    )
     max_blocks_per_stage: Optional[PositiveInt] = Field(
         None, description="cap on searchable blocks per stage (a shallower space for small data and quick runs)"
     )
@@ -36,7 +54,7 @@ class ProxylessNAS(SearchSpace):
     """ProxylessNAS space: 21 MBConv layers, kernel {3,5,7} x expansion {3,6}, zero where shapes allow."""
 
     Options = ProxylessOptions
-    # ProxylessNAS-Mobile (the paper's searched GPU/mobile model, official release config).
+    # ProxylessNAS-Mobile (official release proxyless_mobile.config): 320M MACs, 4.08M params at 224
     presets = {
         "proxyless_mobile": [
             "k5_e3", "k3_e3", "zero", "zero",
@@ -50,25 +68,13 @@ class ProxylessNAS(SearchSpace):
 
     def define(self, input_size: int, in_channels: int, num_outputs: int) -> SpaceDefinition:
         w = self.options.width_mult
-        strides = adapt_strides([2] + [s for _, _, s in STAGES], input_size)
-        stem_ch = make_divisible(32 * w)
-        first_ch = make_divisible(16 * w)
-        body: list = [
-            Fixed(op("conv_bn_act", kernel=3, act="relu6"), in_channels, stem_ch, strides[0]),
-            Fixed(op("mbconv", kernel=3, expansion=1, act="relu6"), stem_ch, first_ch, 1),
-        ]
-        ch = first_ch
-        for (out, n, _), stride in zip(STAGES, strides[1:]):
-            out = make_divisible(out * w)
-            for i in range(min(n, self.options.max_blocks_per_stage or n)):
-                s = stride if i == 0 else 1
-                zero = s == 1 and ch == out
-                body.append(Choice(mbconv_candidates(KERNELS, EXPANSIONS, "relu6", zero), ch, out, s))
-                ch = out
-        last = make_divisible(1280 * max(w, 1.0))
-        body += [
-            Fixed(op("conv_bn_act", kernel=1, act="relu6"), ch, last),
-            Fixed(op("global_pool"), last, last),
-            Fixed(op("linear", dropout=self.options.dropout), last, num_outputs),
-        ]
+        strides = adapt_strides([2] + [s for _, s in STAGES], input_size)
+        body, ch = mobilenet_stem(in_channels, w, strides[0])
+        cap = self.options.max_blocks_per_stage
+        stages = [(width, min(n, cap or n)) for width, (n, _) in zip(self.options.stage_widths, STAGES)]
+        layers, ch = searchable_stages(
+            ch, stages, strides[1:], w, lambda keep: mbconv_candidates(KERNELS, EXPANSIONS, "relu6", keep)
+        )
+        body += layers + classifier_head(ch, make_divisible(1280 * max(w, 1.0)), num_outputs, "relu6",
+                                         self.options.dropout)
         return SpaceDefinition("proxylessnas", input_size, in_channels, num_outputs, tuple(body))
