@@ -233,7 +233,7 @@ def test_builtins_hold_their_contract(kind, name, one_thread):
 def test_check_unknown_name_or_kind_exits_2(monkeypatch, capsys):
     from osnas.cli import main
 
-    for argv, expected in ((["check", "criterion", "nope"], "unknown criterion 'nope'; registered: cross_entropy"),
+    for argv, expected in ((["check", "criterion", "nope"], "unknown criterion 'nope'; registered: arcface, cosface, cross_entropy"),
                            (["check", "loss", "nope"], "unknown component kind 'loss'; valid kinds: training_agent")):
         monkeypatch.setattr(sys, "argv", ["osnas", *argv])
         with pytest.raises(SystemExit) as exit_info:
