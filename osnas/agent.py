@@ -40,6 +40,8 @@ from osnas.training_agents.base import TrainingAgent
 from osnas.training_strategies.base import TrainingContext, TrainingStrategy
 
 log = logging.getLogger("osnas")
+# what a per-epoch checkpoint holds to continue training exactly where it stopped
+RESUME_KEYS = ("model", "criterion", "updater", "loader", "rng", "epoch", "seconds")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -67,12 +69,17 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 
 
 def rng_state() -> dict[str, Any]:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """The global RNG states in types that ``torch.load(weights_only=True)`` accepts (no numpy arrays)."""
+    numpy_state = np.random.get_state(legacy=False)
+    numpy_state["state"]["key"] = numpy_state["state"]["key"].tolist()
+    return {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    numpy_state = dict(state["numpy"])
+    numpy_state["state"] = {**numpy_state["state"], "key": np.asarray(numpy_state["state"]["key"], dtype=np.uint32)}
+    np.random.set_state(numpy_state)
     torch.set_rng_state(state["torch"])
 
 
@@ -95,6 +102,11 @@ class PhaseTimer:
 
     def add(self, phase: str, start: float) -> None:
         self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - start
+
+    def restore(self, saved: dict[str, float], own_setup: float) -> None:
+        """Continue the accounting of a resumed run: saved phases, plus this process's own setup time."""
+        for phase, seconds in saved.items():
+            self.seconds[phase] = float(seconds) + (own_setup if phase == "lookup_table" else 0.0)
 
 
 def build_components(config: Config, device: torch.device, cache_dir: Path | None) -> Components:
@@ -153,6 +165,7 @@ class MainAgent:
         self.cache_dir = Path(cache) if cache else Path(config.output.dir) / "lookup_tables"
         self.components: Components | None = None
         self.amp: dict[str, str] = {}
+        self.setup_seconds = 0.0
 
     # ------------------------------------------------------------------ helpers
     def say(self, message: str) -> None:
@@ -167,10 +180,33 @@ class MainAgent:
             seed_everything(self.config.seed, self.config.deterministic)
             start = time.perf_counter()
             self.components = build_components(self.config, self.device, self.cache_dir)
+            # building the table draws from the torch RNG and a cached table does not: reseed so the cache
+            # cannot change the run
+            seed_everything(self.config.seed, self.config.deterministic)
             self.timer.add("lookup_table", start)
+            self.setup_seconds = self.timer.seconds["lookup_table"]
             self.say(f"lookup table: {self.components.lut_note}")
             self.components.constraint.check_satisfiable()
         return self.components
+
+    def restore_seconds(self, saved: dict[str, float]) -> None:
+        self.timer.restore(saved, self.setup_seconds)
+
+    def needed_disk_bytes(self, arch: np.ndarray | None = None) -> int:
+        """Disk space the checkpoints of this run need at their peak, estimated before training starts.
+
+        A checkpoint holds the weights plus the optimizer's per-weight buffers; an
+        atomic write keeps the old and the new file side by side, and the finished
+        phase's weights (``supernet.pt``) stay for the rest of the run. ``arch``:
+        only a child is trained (``osnas train``).
+        """
+        comp = self.setup()
+        with torch.device("meta"):
+            model = Supernet(comp.definition) if arch is None else build_child(comp.definition, arch)
+        weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+        opt = (self.config.supernet if arch is None else self.config.final).optimizer
+        slots = 2 if opt.name in ("adam", "adamw") else int(opt.momentum > 0)
+        return 2 * weights * (1 + slots) + weights + 2**20
 
     def _updater(self, phase: str, cfg: PhaseConfig, params: Any, steps: int) -> Updater:
         amp, why = resolve_amp(cfg.amp, self.device)
@@ -206,14 +242,15 @@ class MainAgent:
         updater = self._updater("supernet", cfg, params, len(train_loader))
         start_epoch = 0
         if self.run.exists("supernet.pt"):
-            state = load_checkpoint(self.run.file("supernet.pt"))
+            state = self.run.load_checkpoint("supernet.pt", ("model", "strategy"))
             supernet.load_state_dict(state["model"])
             strategy.load_state_dict(state["strategy"])
             self.say("supernet: reusing the trained supernet of this run")
+            self.restore_seconds(state.get("seconds", {}))
             self.strategy = strategy
             return supernet
         if self.run.exists("supernet_last.pt"):
-            state = load_checkpoint(self.run.file("supernet_last.pt"))
+            state = self.run.load_checkpoint("supernet_last.pt", RESUME_KEYS + ("strategy",))
             supernet.load_state_dict(state["model"])
             comp.agent.criterion.load_state_dict(state["criterion"])
             updater.load_state_dict(state["updater"])
@@ -221,8 +258,9 @@ class MainAgent:
             train_loader.load_state_dict(state["loader"])
             set_rng_state(state["rng"])
             start_epoch = state["epoch"] + 1
-            self.timer.seconds["supernet"] = state.get("seconds", 0.0)
+            self.restore_seconds(state["seconds"])
             self.say(f"supernet: resuming after epoch {start_epoch}")
+        self.run.prune_metrics("supernet", start_epoch)
         with progress(self.config.logging.progress and not self.quiet) as bar:
             task = bar.add_task("supernet", total=cfg.epochs * len(train_loader), info="",
                                 completed=start_epoch * len(train_loader))
@@ -249,13 +287,14 @@ class MainAgent:
                     "model": supernet.state_dict(), "criterion": comp.agent.criterion.state_dict(),
                     "updater": updater.state_dict(), "strategy": strategy.state_dict(),
                     "loader": train_loader.state_dict(), "rng": rng_state(), "epoch": epoch,
-                    "seconds": self.timer.seconds["supernet"],
+                    "seconds": dict(self.timer.seconds),
                 })
                 if self.on_epoch:
                     self.on_epoch("supernet", epoch)
         self.run.save_checkpoint("supernet.pt", {"model": supernet.state_dict(), "strategy": strategy.state_dict(),
                                                  "space": comp.definition.name,
-                                                 "space_hash": comp.definition.fingerprint()})
+                                                 "space_hash": comp.definition.fingerprint(),
+                                                 "seconds": dict(self.timer.seconds)})
         self.run.file("supernet_last.pt").unlink(missing_ok=True)
         self.strategy = strategy
         return supernet
@@ -279,7 +318,8 @@ class MainAgent:
         strategy_cls = REGISTRIES["training_strategy"].get(self.config.training_strategy.name)
         self.strategy = strategy_cls(self.config.training_strategy.options, ctx)
         self.strategy.load_state_dict(state["strategy"])
-        self.run.save_checkpoint("supernet.pt", state)
+        # the time spent on it belongs to the run that trained it
+        self.run.save_checkpoint("supernet.pt", {k: v for k, v in state.items() if k != "seconds"})
         return supernet
 
     def search(self, supernet: Supernet) -> SearchResult:
@@ -291,20 +331,24 @@ class MainAgent:
         evaluator = distributed.ShardedEvaluator(supernet, comp.agent, train_loader, val_loader, ev.bn_batches,
                                                  ev.val_batches)
         resume = None
+        logged = [0]  # search records in metrics.jsonl, so a resumed search logs each evaluation once
         if self.run.exists("search_state.pt"):
-            saved = load_checkpoint(self.run.file("search_state.pt"))
+            saved = self.run.load_checkpoint("search_state.pt", ("strategy", "evaluator", "seconds", "logged"))
             resume = saved["strategy"]
             evaluator.load_state_dict(saved["evaluator"])
-            self.timer.seconds["search"] = saved.get("seconds", 0.0)
+            self.restore_seconds(saved["seconds"])
+            logged[0] = saved["logged"]
             self.say(f"search: resuming with {evaluator.num_evaluated} candidates already scored")
+        self.run.prune_metrics("search", logged[0])
+        resumed_seconds = self.timer.seconds.get("search", 0.0)
         strategy_cls = REGISTRIES["search_strategy"].get(self.config.search_strategy.name)
         strategy = strategy_cls(self.config.search_strategy.options)
         rng = np.random.default_rng([self.config.seed, 1])
 
         def save_state(state: dict[str, Any]) -> None:
-            elapsed = self.timer.seconds.get("search", 0.0) + time.perf_counter() - begin
+            seconds = {**self.timer.seconds, "search": resumed_seconds + time.perf_counter() - begin}
             self.run.save_checkpoint("search_state.pt", {"strategy": state, "evaluator": evaluator.state_dict(),
-                                                         "seconds": elapsed})
+                                                         "seconds": seconds, "logged": logged[0]})
             if self.on_epoch:
                 self.on_epoch("search", evaluator.num_evaluated)
 
@@ -313,6 +357,7 @@ class MainAgent:
 
             def log_record(record: dict[str, Any]) -> None:
                 self.run.log_metrics(record)
+                logged[0] += 1
                 bar.update(task, completed=record.get("eval", 0), info=f"best {record.get('best_score', 0):.2f}")
 
             context = SearchContext(comp.definition, comp.lut, comp.constraint, evaluator, rng,
@@ -322,7 +367,7 @@ class MainAgent:
         if not comp.constraint.feasible(result.best):
             raise OsnasError(f"search strategy {self.config.search_strategy.name!r} returned an architecture "
                              f"that breaks {comp.constraint.describe()}")
-        self.timer.add("search", begin)
+        self.timer.seconds["search"] = resumed_seconds + time.perf_counter() - begin
         self.write_architecture(result, evaluator)
         if result.pareto is not None:
             self.run.write_json("pareto.json", result.pareto)
@@ -353,6 +398,10 @@ class MainAgent:
         data = read_json(path)
         if not isinstance(data, dict) or "indices" not in data:
             raise OsnasError(f"{path}: not an architecture file (expected keys space, indices)")
+        indices = data["indices"]
+        if not isinstance(indices, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in indices):
+            raise OsnasError(f"{path}: 'indices' must be a list of integers (one candidate index per searchable "
+                             f"layer), got {indices!r}")
         if data.get("space") != comp.definition.name:
             raise OsnasError(f"{path}: architecture is for space {data.get('space')!r}, "
                              f"but the config uses {comp.definition.name!r}")
@@ -379,17 +428,18 @@ class MainAgent:
                                 len(train_loader))
         start_epoch = 0
         if self.run.exists("final_last.pt"):
-            state = load_checkpoint(self.run.file("final_last.pt"))
+            state = self.run.load_checkpoint("final_last.pt", RESUME_KEYS)
             child.load_state_dict(state["model"])
             criterion.load_state_dict(state["criterion"])
             updater.load_state_dict(state["updater"])
             train_loader.load_state_dict(state["loader"])
             set_rng_state(state["rng"])
             start_epoch = state["epoch"] + 1
-            self.timer.seconds["final"] = state.get("seconds", 0.0)
+            self.restore_seconds(state["seconds"])
             self.say(f"final: resuming after epoch {start_epoch}")
         forward_model = self._compiled(child) if cfg.compile else child
         if not self.run.exists("model.pt"):
+            self.run.prune_metrics("final", start_epoch)
             with progress(self.config.logging.progress and not self.quiet) as bar:
                 task = bar.add_task("final", total=cfg.epochs * len(train_loader), info="",
                                     completed=start_epoch * len(train_loader))
@@ -417,14 +467,17 @@ class MainAgent:
                     self.run.save_checkpoint("final_last.pt", {
                         "model": child.state_dict(), "criterion": criterion.state_dict(),
                         "updater": updater.state_dict(), "loader": train_loader.state_dict(),
-                        "rng": rng_state(), "epoch": epoch, "seconds": self.timer.seconds["final"]})
+                        "rng": rng_state(), "epoch": epoch, "seconds": dict(self.timer.seconds)})
                     if self.on_epoch:
                         self.on_epoch("final", epoch)
             self.run.save_checkpoint("model.pt", {"model": child.state_dict(), "space": comp.definition.name,
-                                                  "indices": [int(i) for i in arch]})
+                                                  "indices": [int(i) for i in arch],
+                                                  "seconds": dict(self.timer.seconds)})
             self.run.file("final_last.pt").unlink(missing_ok=True)
         else:
-            child.load_state_dict(load_checkpoint(self.run.file("model.pt"))["model"])
+            state = self.run.load_checkpoint("model.pt", ("model",))
+            child.load_state_dict(state["model"])
+            self.restore_seconds(state.get("seconds", {}))
         begin = time.perf_counter()
         child.eval()
         metrics = comp.agent.evaluate(lambda x: forward_model(x), test_loader)
@@ -467,6 +520,9 @@ class MainAgent:
         self.setup()
         if self.run.exists("architecture.json"):
             arch = self.load_architecture(self.run.file("architecture.json"))
+            saved = read_json(self.run.file("architecture.json"))
+            self.restore_seconds({phase: saved[f"{phase}_seconds"] for phase in ("supernet", "search")
+                                  if f"{phase}_seconds" in saved})
             self.say("search: reusing architecture.json of this run")
         else:
             supernet = self.load_supernet(supernet_path) if supernet_path else self.train_supernet()

@@ -9,8 +9,10 @@ valid keys.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
-from typing import Any, Literal, Optional
+from types import UnionType
+from typing import Annotated, Any, Literal, Optional, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
@@ -162,9 +164,26 @@ class Config(FrameworkConfig):
 # ----------------------------------------------------------------------------- errors
 
 
-def _type_name(annotation: Any) -> str:
-    text = getattr(annotation, "__name__", None) or str(annotation)
-    return text.replace("typing.", "")
+BOUNDS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def describe_type(annotation: Any, metadata: list[Any] = ()) -> str:
+    """A type in the words of a config file: 'an integer > 0', 'one of sgd, adam', 'a number or null'."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return describe_type(args[0], [*args[1:], *metadata])
+    if origin is Literal:
+        return "one of " + ", ".join(str(a) for a in args)
+    if origin in (Union, UnionType):
+        kinds = [describe_type(a) for a in args if a is not type(None)]
+        return " or ".join(kinds) + (" or null" if type(None) in args else "")
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "a mapping with keys " + ", ".join(annotation.model_fields)
+    text = TYPE_WORDS.get(annotation, getattr(annotation, "__name__", str(annotation)))
+    bounds = [f"{sign} {getattr(m, key)}" for m in metadata for key, sign in BOUNDS.items()
+              if getattr(m, key, None) is not None]
+    return text + (" " + " and ".join(bounds) if bounds else "")
 
 
 def _model_at(model: type[BaseModel], path: tuple[Any, ...]) -> type[BaseModel] | None:
@@ -187,32 +206,52 @@ def _expected(model: type[BaseModel], path: tuple[Any, ...]) -> str:
     parent = _model_at(model, path[:-1]) if path else None
     if parent is not None and path[-1] in parent.model_fields:
         field = parent.model_fields[path[-1]]
-        text = _type_name(field.annotation)
-        constraints = [str(m) for m in field.metadata]
-        return f"{text}{' (' + ', '.join(constraints) + ')' if constraints else ''}"
+        return describe_type(field.annotation, field.metadata)
     return "a valid value"
 
 
-def format_validation_error(exc: ValidationError, model: type[BaseModel], source: str, prefix: str = "") -> str:
-    """One readable line per problem: file, key path, what is wrong, what is valid."""
+def _valid_keys(model: type[BaseModel], loc: tuple[Any, ...], extra_keys: tuple[str, ...]) -> list[str]:
+    parent = _model_at(model, loc[:-1])
+    keys = list(parent.model_fields) if parent else []
+    return keys + list(extra_keys) if len(loc) == 1 else keys
+
+
+def _origin(key: str, source: str, overrides: tuple[str, ...]) -> str:
+    """Where a bad key came from: the ``--set`` that wrote it, else the file."""
+    for item in overrides:
+        path = item.split("=", 1)[0].strip()
+        if key == path or key.startswith(path + ".") or path.startswith(key + "."):
+            return f"--set {item}"
+    return source
+
+
+def format_validation_error(exc: ValidationError, model: type[BaseModel], source: str, prefix: str = "",
+                            extra_keys: tuple[str, ...] = (), overrides: tuple[str, ...] = ()) -> str:
+    """One readable line per problem: file (or ``--set``), key path, what is wrong, what is valid.
+
+    ``extra_keys`` are valid keys at the top of ``model`` that it does not declare
+    itself (the component sections next to the framework ones, ``name`` next to a
+    component's options).
+    """
     lines = []
     for err in exc.errors():
         loc = tuple(err["loc"])
         key = ".".join(str(p) for p in (prefix.split(".") if prefix else []) + list(loc)) or "(top level)"
+        where = _origin(key, source, overrides)
         if err["type"] == "extra_forbidden":
-            parent = _model_at(model, loc[:-1])
-            valid = ", ".join(parent.model_fields) if parent else "?"
-            lines.append(f"{source}: unknown key '{key}'; valid keys here: {valid}")
+            valid = _valid_keys(model, loc, extra_keys)
+            close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            lines.append(f"{where}: unknown key '{key}'{hint}; valid keys here: {', '.join(valid) or 'none'}")
         elif err["type"] == "missing":
-            lines.append(f"{source}: missing required key '{key}'")
+            lines.append(f"{where}: missing required key '{key}'")
         elif err["type"] == "literal_error":
-            lines.append(f"{source}: key '{key}': got {err.get('input')!r}; {err['msg'].lower()}")
+            lines.append(f"{where}: key '{key}': got {err.get('input')!r}; {err['msg'].lower()}")
         elif err["type"] in ("value_error", "assertion_error"):
-            lines.append(f"{source}: key '{key}': {err['msg'].removeprefix('Value error, ')}")
+            lines.append(f"{where}: key '{key}': {err['msg'].removeprefix('Value error, ')}")
         else:
-            lines.append(
-                f"{source}: key '{key}': {err['msg'].lower()} (got {err.get('input')!r}; expected {_expected(model, loc)})"
-            )
+            lines.append(f"{where}: key '{key}': {err['msg'].lower()} "
+                         f"(got {err.get('input')!r}; expected {_expected(model, loc)})")
     return "\n".join(lines)
 
 
@@ -268,7 +307,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]
     return data
 
 
-def _validate_component(section: str, value: Any, source: str) -> Component:
+def _validate_component(section: str, value: Any, source: str, overrides: tuple[str, ...] = ()) -> Component:
     kind, default = COMPONENT_SECTIONS[section]
     if value is None:
         value = {}
@@ -278,29 +317,39 @@ def _validate_component(section: str, value: Any, source: str) -> Component:
         raise ConfigError(f"{source}: key '{section}' must be a component name or a mapping with 'name', got {value!r}")
     options = dict(value)
     name = options.pop("name", default)
+    where = _origin(f"{section}.name", source, overrides)
     if not isinstance(name, str):
-        raise ConfigError(f"{source}: key '{section}.name' must be a string, got {name!r}")
+        raise ConfigError(f"{where}: key '{section}.name' must be a string, got {name!r}")
     registry = REGISTRIES[kind]
     if name not in registry:
+        close = difflib.get_close_matches(name, registry.names(), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ConfigError(
-            f"{source}: key '{section}.name': unknown {kind} {name!r}; registered: {', '.join(registry.names())}"
+            f"{where}: key '{section}.name': unknown {kind} {name!r}{hint}; registered: {', '.join(registry.names())}"
         )
     cls = registry.get(name)
     try:
         parsed = cls.Options.model_validate(options)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, cls.Options, source, prefix=section)) from None
+        raise ConfigError(format_validation_error(exc, cls.Options, source, prefix=section, extra_keys=("name",),
+                                                  overrides=overrides)) from None
     return Component(name=name, options=parsed)
 
 
-def validate_config(data: dict[str, Any], source: str = "<config>") -> Config:
-    """Validate a raw mapping into a :class:`Config`, raising :class:`ConfigError`."""
+def validate_config(data: dict[str, Any], source: str = "<config>", overrides: tuple[str, ...] = ()) -> Config:
+    """Validate a raw mapping into a :class:`Config`, raising :class:`ConfigError`.
+
+    ``overrides`` (the ``--set`` items applied to ``data``) let an error name the
+    ``--set`` that caused it rather than the file.
+    """
     data = dict(data)
-    components = {section: _validate_component(section, data.pop(section, None), source) for section in COMPONENT_SECTIONS}
+    components = {section: _validate_component(section, data.pop(section, None), source, overrides)
+                  for section in COMPONENT_SECTIONS}
     try:
         framework = FrameworkConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, FrameworkConfig, source)) from None
+        raise ConfigError(format_validation_error(exc, FrameworkConfig, source, extra_keys=tuple(COMPONENT_SECTIONS),
+                                                  overrides=overrides)) from None
     values = {name: getattr(framework, name) for name in FrameworkConfig.model_fields}
     return Config(**values, **components, source=source)
 
@@ -308,9 +357,10 @@ def validate_config(data: dict[str, Any], source: str = "<config>") -> Config:
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Read, override and validate a config file."""
     data = apply_overrides(read_yaml(path), list(overrides))
-    return validate_config(data, source=str(path))
+    return validate_config(data, source=str(path), overrides=tuple(overrides))
 
 
 def with_overrides(config: Config, overrides: list[str] | tuple[str, ...]) -> Config:
     """A copy of ``config`` with ``--set`` style overrides applied and revalidated."""
-    return validate_config(apply_overrides(config.dump(), list(overrides)), source=config.source)
+    return validate_config(apply_overrides(config.dump(), list(overrides)), source=config.source,
+                           overrides=tuple(overrides))

@@ -174,6 +174,15 @@ class RankRunDir(RunDir):
     def log_metrics(self, record: dict[str, Any]) -> None:
         pass
 
+    def prune_metrics(self, phase: str, keep: int) -> int:
+        return 0
+
+    def remove_temporaries(self) -> list[str]:
+        return []
+
+    def lock(self) -> None:
+        pass  # rank 0 holds the run
+
 
 def rank_view(run: RunDir) -> RunDir:
     """``run`` on rank 0, a write-free view of the same path on the other ranks."""

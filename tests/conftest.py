@@ -14,20 +14,26 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+# one thread: the tiny test models gain nothing from more, and on a busy CI box spinning
+# OpenMP threads make each step tens of times slower
+torch.set_num_threads(1)
 
 from osnas.registry import load_builtins  # noqa: E402
 
 load_builtins()
 
 
+def osnas_env(env: dict | None = None) -> dict:
+    """The environment of an ``osnas`` subprocess: this checkout first on the path, one thread."""
+    return {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+            "COLUMNS": "200", "OMP_NUM_THREADS": "1", **(env or {})}
+
+
 def run_osnas(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict | None = None
               ) -> subprocess.CompletedProcess:
     """Run ``python -m osnas ARGS`` from this checkout; returns the completed process (text output)."""
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-                "COLUMNS": "200", **(env or {})}
     return subprocess.run([sys.executable, "-m", "osnas", *args], cwd=cwd or ROOT, capture_output=True, text=True,
-                          timeout=timeout, env=full_env)
+                          timeout=timeout, env=osnas_env(env))
 
 
 @pytest.fixture

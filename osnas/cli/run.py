@@ -2,26 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
+import threading
 from pathlib import Path
-from typing import Optional
+from typing import Any, Iterator, Optional
 
 import typer
 
 from osnas import distributed, tb
 from osnas.agent import MainAgent
-from osnas.cli.app import app, out
+from osnas.cli.app import app, err, out
 from osnas.config import Config, load_config, read_yaml, validate_config
 from osnas.errors import OsnasError
-from osnas.run_dir import RunDir, load_checkpoint
+from osnas.run_dir import RunDir, check_free_space, load_checkpoint, read_json
 from osnas.summary import summary_table
 
 SetOption = typer.Option(None, "--set", help="Override a config key: KEY.PATH=VALUE (e.g. supernet.epochs=3). Repeatable.")
 
 
-def start_run(agent: MainAgent, config: Config) -> RunDir:
+def start_run(agent: MainAgent, config: Config, needed_bytes: int) -> RunDir:
     """Create the run directory (only once the config and components are known good) and its log."""
+    check_free_space(Path(config.output.dir), needed_bytes, "the checkpoints of this run")
     run = distributed.create_run_dir(config.output.dir, config.output.name)
+    run.lock()
     run.write_text("config.yaml", config.to_yaml())
     attach_log(run)
     tb.attach(run, config)
@@ -37,6 +42,30 @@ def attach_log(run: RunDir) -> None:
     logger = logging.getLogger("osnas")
     logger.setLevel(logging.INFO)
     logger.addHandler(handler)
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def resumable(run: RunDir) -> Iterator[None]:
+    """Ctrl-C or SIGTERM (a scheduler's preemption) ends the run with a hint on how to continue it.
+
+    A checkpoint being written is finished first (see ``run_dir.deferred_interrupts``);
+    the exit code is 130, as for any interrupted command.
+    """
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if main else None
+    try:
+        yield
+    except KeyboardInterrupt:
+        err.print(f"[yellow]interrupted[/]; the checkpoints of the last completed epoch or search step are kept. "
+                  f"Continue with: osnas search --resume {run.path}", highlight=False, soft_wrap=True)
+        raise SystemExit(130) from None
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def finish(results: dict, run: RunDir, quiet: bool) -> None:
@@ -59,23 +88,30 @@ def search(
 ) -> None:
     """Train the supernet, search it under the constraint, train the found network and test it."""
     if resume is not None:
+        if config is not None or set_ or supernet is not None:
+            raise OsnasError(f"--resume continues {resume} with the config.yaml saved in it; "
+                             "drop --config, --set and --supernet")
         run = distributed.rank_view(RunDir.open(resume))
+        run.lock()
         cfg = validate_config(read_yaml(run.file("config.yaml")), source=str(run.file("config.yaml")))
         agent = MainAgent(cfg, run, quiet=quiet)
         agent.setup()
+        stale = run.remove_temporaries()
+        saved = sum(p.stat().st_size for p in run.path.glob("*.pt"))  # replaced by the new ones
+        check_free_space(run.path, agent.needed_disk_bytes() - saved, "the checkpoints of this run")
         attach_log(run)
         tb.attach(run, cfg)
+        if stale:
+            logging.getLogger("osnas").info("removed unfinished writes of the interrupted run: %s", ", ".join(stale))
     else:
         if config is None:
             raise OsnasError("osnas search needs --config CONFIG (or --resume RUN_DIR)")
         cfg = load_config(config, set_ or [])
         agent = MainAgent(cfg, quiet=quiet)
         agent.setup()
-        run = start_run(agent, cfg)
-    try:
+        run = start_run(agent, cfg, agent.needed_disk_bytes())
+    with resumable(run):
         results = agent.run_search(supernet)
-    except KeyboardInterrupt:
-        raise OsnasError(f"interrupted; the last checkpoint is kept. Resume with: osnas search --resume {run.path}") from None
     finish(results, run, quiet)
 
 
@@ -90,9 +126,13 @@ def train(
     cfg = load_config(config, set_ or [])
     agent = MainAgent(cfg, quiet=quiet)
     vector = agent.load_architecture(arch)
-    run = start_run(agent, cfg)
-    child, metrics = agent.train_child(vector)
-    finish(agent.results(vector, child, metrics), run, quiet)
+    run = start_run(agent, cfg, agent.needed_disk_bytes(vector))
+    # the run keeps its architecture (without the search's timings), so --resume continues its training
+    source = {k: v for k, v in read_json(arch).items() if k not in ("supernet_seconds", "search_seconds")}
+    run.write_json("architecture.json", source)
+    with resumable(run):
+        results = agent.run_search()
+    finish(results, run, quiet)
 
 
 @app.command()

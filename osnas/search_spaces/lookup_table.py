@@ -208,5 +208,9 @@ class LookupTable:
                 log.warning("lookup table %s is corrupt (%s); rebuilding it", path, exc)
         table = cls.build(definition, device, latency, latency_batch, latency_runs)
         if path is not None:
-            table.save(path)
+            try:
+                table.save(path)
+            except OSError as exc:  # a cache that cannot be written only costs time on the next run
+                log.warning("cannot cache the lookup table in %s (%s); using it without caching", path,
+                            exc.strerror or exc)
         return table, note
