@@ -241,8 +241,8 @@ def format_validation_error(exc: ValidationError, model: type[BaseModel], source
         if err["type"] == "extra_forbidden":
             valid = _valid_keys(model, loc, extra_keys)
             close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            lines.append(f"{where}: unknown key '{key}'{hint}; valid keys here: {', '.join(valid) or 'none'}")
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            lines.append(f"{where}: unknown key '{key}'; valid keys here: {', '.join(valid) or 'none'}{hint}")
         elif err["type"] == "missing":
             lines.append(f"{where}: missing required key '{key}'")
         elif err["type"] == "literal_error":
@@ -323,9 +323,9 @@ def _validate_component(section: str, value: Any, source: str, overrides: tuple[
     registry = REGISTRIES[kind]
     if name not in registry:
         close = difflib.get_close_matches(name, registry.names(), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ConfigError(
-            f"{where}: key '{section}.name': unknown {kind} {name!r}{hint}; registered: {', '.join(registry.names())}"
+            f"{where}: key '{section}.name': unknown {kind} {name!r}; registered: {', '.join(registry.names())}{hint}"
         )
     cls = registry.get(name)
     try:

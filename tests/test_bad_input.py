@@ -17,7 +17,8 @@ from osnas.config import validate_config
 from osnas.errors import ConfigError
 from osnas.run_dir import RunDir
 from tests.conftest import run_osnas
-from tests.inprocess import run_main, small_config, write_config
+from tests.datasets import run_cli, write_class_folders
+from tests.small_config import small_config, write_config
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,7 @@ def config(tmp_path, lut_dir):
 
 def fails(capsys, tmp_path: Path, *args) -> str:
     """Run the CLI, expect exit code 2, one message, no traceback and no run directory; return the message."""
-    code, out, err = run_main(capsys, *args)
+    code, out, err = run_cli(capsys, *map(str, args))
     assert code == 2, (code, out, err)
     assert "Traceback" not in err and "internal error" not in err, err
     assert err.count("error:") == 1, err
@@ -51,7 +52,7 @@ def test_malformed_yaml(capsys, tmp_path):
 
 def test_unknown_top_level_key(capsys, tmp_path, config):
     msg = fails(capsys, tmp_path, "search", "--config", config(sede=1))
-    assert "unknown key 'sede'" in msg and "did you mean 'seed'" in msg
+    assert "unknown key 'sede'" in msg and "did you mean 'seed'?" in msg
     assert "valid keys here: seed, device" in msg and "search_space" in msg
 
 
@@ -119,6 +120,20 @@ def test_missing_config_file(capsys, tmp_path):
 def test_bad_dataset_options(capsys, tmp_path, config, options, key, valid):
     msg = fails(capsys, tmp_path, "search", "--config", config(dataflow={"name": "digits", **options}))
     assert f"key '{key}'" in msg and valid in msg
+
+
+def test_missing_dataset(capsys, tmp_path, config):
+    cifar = {"name": "cifar10", "root": str(tmp_path / "none")}
+    msg = fails(capsys, tmp_path, "search", "--config", config(dataflow=cifar))
+    assert "CIFAR-10 not found: put cifar-10-python.tar.gz" in msg and "dataflow.download: true" in msg
+
+
+def test_malformed_dataset_folder(capsys, tmp_path, config):
+    write_class_folders(tmp_path / "data" / "train", {"n01": 2, "n02": 2})
+    write_class_folders(tmp_path / "data" / "val", {"n01": 1})
+    msg = fails(capsys, tmp_path, "search", "--config",
+                config(dataflow={"name": "imagenet", "root": str(tmp_path / "data"), "input_size": 8, "batch_size": 2}))
+    assert "must hold the same class folders; differing: n02" in msg
 
 
 def test_infeasible_constraint(capsys, tmp_path, config):
@@ -209,7 +224,7 @@ def test_resume_with_config_options(capsys, tmp_path, lut_dir, config):
 @pytest.mark.parametrize("override, expected", [
     ("supernet.epochs", "expected KEY.PATH=VALUE"),
     ("supernet.epochs.x=1", "'supernet.epochs' is a value, not a section"),
-    ("supernet.epochz=3", "--set supernet.epochz=3: unknown key 'supernet.epochz' (did you mean 'epochs'?)"),
+    ("supernet.epochz=3", "--set supernet.epochz=3: unknown key 'supernet.epochz'; valid keys here: epochs"),
     ("search_space.widht=0.5", "--set search_space.widht=0.5: unknown key 'search_space.widht'"),
     ("supernet.epochs=-1", "--set supernet.epochs=-1: key 'supernet.epochs'"),
 ])
@@ -220,7 +235,7 @@ def test_set_with_a_bad_path_or_value(capsys, tmp_path, config, override, expect
 
 def test_debug_shows_the_traceback(capsys, tmp_path, config):
     with pytest.raises(ConfigError, match="sede"):
-        run_main(capsys, "--debug", "search", "--config", config(sede=1))
+        run_cli(capsys, "--debug", "search", "--config", str(config(sede=1)))
 
 
 def test_a_real_process_exits_2_without_traceback(tmp_path, config):

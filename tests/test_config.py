@@ -79,7 +79,7 @@ def test_bad_config_messages(tmp_path, text, expected):
 def test_wrong_type_names_expected_type(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, "supernet: {epochs: many}\n"))
-    assert "expected int" in str(info.value)
+    assert "expected an integer > 0" in str(info.value)
 
 
 def test_cli_bad_config_exit_code_2_and_no_run_dir(tmp_path):

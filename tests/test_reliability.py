@@ -23,7 +23,8 @@ from osnas.config import validate_config
 from osnas.errors import OsnasError, TrainingDivergedError
 from osnas.run_dir import RunDir, atomic_write_bytes, load_checkpoint
 from osnas.training_strategies.uniform import Uniform
-from tests.inprocess import run_main, small_config, write_config
+from tests.datasets import run_cli
+from tests.small_config import small_config, write_config
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,7 @@ def make_agent(tmp_path: Path, lut_dir: Path, name: str, **sections) -> MainAgen
 
 def test_exploding_learning_rate_stops_the_run_naming_phase_epoch_and_step(capsys, tmp_path, lut_dir):
     config = write_config(tmp_path / "c.yaml", small_config(tmp_path, lut_dir))
-    code, _, err = run_main(capsys, "search", "--config", config, "--set", "supernet.optimizer.lr=1e30")
+    code, _, err = run_cli(capsys, "search", "--config", str(config), "--set", "supernet.optimizer.lr=1e30")
     assert code == 2, err
     assert "Traceback" not in err
     assert "the supernet loss became NaN or infinite at epoch 1, step" in " ".join(err.split())
@@ -94,7 +95,7 @@ def test_too_little_free_space_is_reported_before_training(capsys, tmp_path, lut
     config = write_config(tmp_path / "c.yaml", small_config(tmp_path, lut_dir))
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(2**30, 2**30 - 2**20, 2**20))
-    code, _, err = run_main(capsys, "search", "--config", config)
+    code, _, err = run_cli(capsys, "search", "--config", str(config))
     assert code == 2, err
     message = " ".join(err.split())
     assert "not enough free disk space for the checkpoints of this run" in message
@@ -114,7 +115,7 @@ def test_output_directory_that_cannot_be_created(capsys, tmp_path, lut_dir):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     config = write_config(tmp_path / "c.yaml", small_config(tmp_path, lut_dir, output={"dir": str(blocker / "runs")}))
-    code, _, err = run_main(capsys, "search", "--config", config)
+    code, _, err = run_cli(capsys, "search", "--config", str(config))
     assert code == 2 and "Traceback" not in err
     assert f"cannot create output directory {blocker / 'runs'}" in " ".join(err.split())
 
@@ -124,7 +125,7 @@ def test_output_directory_without_write_permission(capsys, tmp_path, lut_dir):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
     config = write_config(tmp_path / "c.yaml", small_config(tmp_path, lut_dir, output={"dir": str(locked)}))
-    code, _, err = run_main(capsys, "search", "--config", config)
+    code, _, err = run_cli(capsys, "search", "--config", str(config))
     assert code == 2 and "is not writable" in err
 
 

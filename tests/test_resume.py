@@ -11,7 +11,8 @@ from pathlib import Path
 
 from osnas.run_dir import RunDir, atomic_torch_save, load_checkpoint
 from tests.conftest import ROOT, osnas_env, run_osnas
-from tests.inprocess import run_main, small_config, write_config
+from tests.datasets import run_cli
+from tests.small_config import small_config, write_config
 
 # tiny_config made smaller still (8x8 inputs, small splits), with enough epochs and generations to be killed in
 SMALL = [arg for item in ("dataflow.input_size=8", "dataflow.val_fraction=0.5", "dataflow.test_fraction=0.8",
@@ -59,7 +60,8 @@ def records(run_dir: Path, phase: str, key: str) -> list:
 
 def test_run_interrupted_in_every_phase_resumes_to_the_same_result(capsys, tiny_config, tmp_path):
     runs = tmp_path / "runs"
-    code, _, err = run_main(capsys, "search", "--config", tiny_config, "--quiet", *SMALL, "--set", "output.name=ref")
+    code, _, err = run_cli(capsys, "search", "--config", str(tiny_config), "--quiet", *SMALL,
+                           "--set", "output.name=ref")
     assert code == 0, err
     ref_dir = next(runs.glob("ref-*"))
 
@@ -122,13 +124,13 @@ def test_interrupted_train_run_resumes_its_final_training(capsys, tmp_path, monk
         return path
 
     monkeypatch.setattr(RunDir, "save_checkpoint", save_then_interrupt)
-    code, _, err = run_main(capsys, "train", "--config", config, "--arch", arch, "--quiet")
+    code, _, err = run_cli(capsys, "train", "--config", str(config), "--arch", str(arch), "--quiet")
     assert code == 130 and "osnas search --resume" in err
     monkeypatch.undo()
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert json.loads((run_dir / "architecture.json").read_text()) == {"space": "proxylessnas", "indices": [0] * 21}
 
-    code, _, err = run_main(capsys, "search", "--resume", run_dir, "--quiet")
+    code, _, err = run_cli(capsys, "search", "--resume", str(run_dir), "--quiet")
     assert code == 0, err
     assert "final: resuming after epoch 1" in (run_dir / "log.txt").read_text()
     assert records(run_dir, "final", "epoch") == [1, 2] and not records(run_dir, "supernet", "epoch")

@@ -1,36 +1,11 @@
-"""Run the ``osnas`` CLI inside the test process: no interpreter start-up per case."""
+"""A config that runs every phase in seconds (8x8 digits), as a dict to vary per test."""
 
 from __future__ import annotations
 
-import logging
-import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
-
-from osnas.cli import main
-
-
-def run_main(capsys: pytest.CaptureFixture, *args: Any) -> tuple[int, str, str]:
-    """``osnas ARGS`` through the console-script entry point: (exit code, stdout, stderr)."""
-    logger = logging.getLogger("osnas")
-    handlers = list(logger.handlers)
-    argv = sys.argv
-    sys.argv = ["osnas", *map(str, args)]
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        sys.argv = argv
-        for handler in [h for h in logger.handlers if h not in handlers]:  # run logs (log.txt) of this call
-            logger.removeHandler(handler)
-            handler.close()
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def small_config(tmp_path: Path, lut_dir: Path, **sections: Any) -> dict[str, Any]:
