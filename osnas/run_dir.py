@@ -227,7 +227,7 @@ class RunDir:
         The lock is an advisory ``flock`` that the kernel drops when the process
         ends, however it ends (a SIGKILL leaves no stale lock behind).
         """
-        if fcntl is None:  # not on Windows
+        if fcntl is None:  # Windows has no flock: runs are not locked there
             return
         handle = open(self.path / LOCK_FILE, "a+")
         try:

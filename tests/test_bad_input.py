@@ -16,7 +16,6 @@ from osnas.agent import MainAgent
 from osnas.config import validate_config
 from osnas.errors import ConfigError
 from osnas.run_dir import RunDir
-from tests.conftest import run_osnas
 from tests.datasets import run_cli, write_class_folders
 from tests.small_config import small_config, write_config
 
@@ -236,12 +235,6 @@ def test_set_with_a_bad_path_or_value(capsys, tmp_path, config, override, expect
 def test_debug_shows_the_traceback(capsys, tmp_path, config):
     with pytest.raises(ConfigError, match="sede"):
         run_cli(capsys, "--debug", "search", "--config", str(config(sede=1)))
-
-
-def test_a_real_process_exits_2_without_traceback(tmp_path, config):
-    proc = run_osnas("search", "--config", str(config(supernet={"epochs": 0})))
-    assert proc.returncode == 2
-    assert "supernet.epochs" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_corrupt_cached_lookup_table_is_rebuilt_with_a_warning(tmp_path, lut_dir, caplog):
