@@ -2,5 +2,6 @@
 
 from osnas.cli.app import app, main
 from osnas.cli import info, run  # noqa: F401  (register commands)
+from osnas.cli import generate  # noqa: F401
 
 __all__ = ["app", "main"]
