@@ -362,7 +362,7 @@ class MainAgent:
 
             context = SearchContext(comp.definition, comp.lut, comp.constraint, evaluator, rng,
                                     training_strategy=self.strategy, log=log_record,
-                                    save_state=save_state, resume_state=resume)
+                                    save_state=save_state, resume_state=resume, run_dir=self.run.path)
             result = strategy.search(context)
         if not comp.constraint.feasible(result.best):
             raise OsnasError(f"search strategy {self.config.search_strategy.name!r} returned an architecture "

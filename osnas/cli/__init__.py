@@ -7,6 +7,7 @@ from osnas.cli import bench  # noqa: F401,E402
 from osnas.cli import compare  # noqa: F401,E402
 from osnas.cli import data  # noqa: F401,E402
 from osnas.cli import export  # noqa: F401,E402
+from osnas.cli import generate  # noqa: F401,E402
 from osnas.cli import info  # noqa: F401,E402
 from osnas.cli import interface  # noqa: F401,E402
 from osnas.cli import lookup_table  # noqa: F401,E402

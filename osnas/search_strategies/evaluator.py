@@ -85,11 +85,13 @@ class Evaluator:
         def forward(x: torch.Tensor) -> torch.Tensor:
             return self.supernet(x, key)
 
-        recalibrate_bn(forward, batchnorms(self.supernet.path_modules(key)), self.bn_data)
-        self.recalibrations += 1 if self.bn_data else 0
-        with torch.no_grad():
-            metrics = self.agent.evaluate(forward, self.val_data)
-        self.supernet.train(was_training)
+        try:
+            recalibrate_bn(forward, batchnorms(self.supernet.path_modules(key)), self.bn_data)
+            self.recalibrations += 1 if self.bn_data else 0
+            with torch.no_grad():
+                metrics = self.agent.evaluate(forward, self.val_data)
+        finally:
+            self.supernet.train(was_training)
         value = float(metrics[self.agent.selection_metric])
         self.cache[key] = value
         self.metrics[key] = metrics

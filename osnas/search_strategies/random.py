@@ -20,14 +20,13 @@ class RandomSearch(SearchStrategy):
     Options = RandomOptions
 
     def search(self, context: SearchContext) -> SearchResult:
+        """``num_samples`` feasible draws (a repeated draw is not scored again), state saved per batch."""
         history = History(context)
-        state = context.resume_state
-        if state:
-            history.load_state_dict(state["history"])
-            context.rng.bit_generator.state = state["rng"]
-        while len(history.records) < self.options.num_samples:
-            n = min(self.options.batch, self.options.num_samples - len(history.records))
-            archs = context.constraint.sample_feasible(context.rng, n)
-            history.add(archs, context.evaluator.evaluate(archs))
-            context.save_state({"history": history.state_dict(), "rng": context.rng.bit_generator.state})
+        state = history.resume()
+        drawn = state["drawn"] if state else 0
+        while drawn < self.options.num_samples:
+            n = min(self.options.batch, self.options.num_samples - drawn)
+            history.evaluate(context.constraint.sample_feasible(context.rng, n))
+            drawn += n
+            history.save(drawn=drawn)
         return history.result()

@@ -1,0 +1,235 @@
+"""SGNAS architecture generator (Huang & Chu, CVPR 2021): one network maps a hardware target to an architecture.
+
+A small MLP takes the target cost, normalised to the space's achievable range
+[cheapest, dearest] (``lut.bounds``), and outputs (L, K) logits over the
+candidates. It is trained with the supernet frozen, over targets drawn uniformly
+from ``[target_min, target_max]``: each iteration samples a hard architecture by
+straight-through gumbel-softmax, runs only its candidates on a training batch
+(the evaluator's fixed ``evaluation.bn_batches`` batches, cycled: the supernet is
+frozen, so a few batches suffice to rank candidates by usefulness) and minimises
+``task loss + penalty * |cost - target| / target``. The cost is the lookup
+table's ``expected_cost`` of the straight-through weights: its value is the
+sampled architecture's exact cost and its gradient that of the relaxation, so
+the sampled architectures themselves (and with them the argmax) are pulled
+onto the target rather than only an average over candidates. The cost term
+needs no supernet pass, so each iteration averages it over ``cost_targets``
+targets (the first one also drives the task loss): with one target per
+iteration, as in the paper, a few hundred iterations calibrate the generator
+poorly (argmax costs 10-30% off target on the tiny test space, against about 5%).
+
+Afterwards any target gets its architecture in one forward pass, without
+retraining (``osnas generate``); the search result is the generator's
+architecture for the constraint (its max, or the midpoint of [min, max]).
+"""
+
+from __future__ import annotations
+
+import copy
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import numpy as np
+import torch
+import torch.nn as nn
+from pydantic import PositiveFloat, PositiveInt, model_validator
+
+from osnas.constraint import UNIT_NAMES, Constraint
+from osnas.errors import OsnasError
+from osnas.registry import register
+from osnas.run_dir import atomic_torch_save
+from osnas.search_spaces.base import SpaceDefinition
+from osnas.search_spaces.supernet import Supernet
+from osnas.search_strategies.base import History, SearchContext, SearchResult, SearchStrategy, SearchStrategyOptions
+
+GENERATOR_FILE = "generator.pt"
+MASKED = -1e9  # logit of a candidate that does not exist in an entry
+
+
+class GeneratorOptions(SearchStrategyOptions):
+    iterations: PositiveInt = 300
+    lr: PositiveFloat = 0.01
+    penalty: PositiveFloat = 5.0
+    tau: PositiveFloat = 1.0
+    hidden: PositiveInt = 64
+    cost_targets: PositiveInt = 32
+    target_min: Optional[PositiveFloat] = None
+    target_max: Optional[PositiveFloat] = None
+    save_every: PositiveInt = 50
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "GeneratorOptions":
+        if self.target_min is not None and self.target_max is not None and self.target_min >= self.target_max:
+            raise ValueError(f"target_min ({self.target_min}) must be smaller than target_max ({self.target_max})")
+        return self
+
+
+class ArchitectureGenerator(nn.Module):
+    """MLP: normalised target cost (0 = cheapest, 1 = dearest architecture) -> (L, K) candidate logits."""
+
+    def __init__(self, mask: np.ndarray, bounds: tuple[float, float], hidden: int = 64) -> None:
+        super().__init__()
+        self.register_buffer("mask", torch.as_tensor(np.asarray(mask, dtype=bool)))
+        self.register_buffer("bounds", torch.tensor(bounds, dtype=torch.float64))
+        layers, choices = self.mask.shape
+        self.net = nn.Sequential(nn.Linear(1, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                                 nn.Linear(hidden, layers * choices))
+
+    def forward(self, targets: Any) -> torch.Tensor:
+        """(L, K) logits for one target cost, (B, L, K) for a sequence of B targets (constraint units)."""
+        lo, hi = (float(b) for b in self.bounds)
+        t = torch.as_tensor(np.asarray(targets, dtype=np.float64), dtype=torch.float32, device=self.mask.device)
+        logits = self.net(((t - lo) / max(hi - lo, 1e-12)).reshape(-1, 1)).view(-1, *self.mask.shape)
+        logits = logits.masked_fill(~self.mask, MASKED)
+        return logits if t.ndim else logits[0]
+
+
+def decode(logits: torch.Tensor, definition: SpaceDefinition) -> np.ndarray:
+    """The most likely architecture; a broken space rule is fixed with the next most likely candidates."""
+    scores = logits.detach().cpu().double().numpy()
+    arch = scores.argmax(axis=1).astype(np.int64)
+    for rule in definition.rules:
+        entries = np.array(rule.entries)
+        while (arch[entries] != rule.zero).sum() < rule.count:
+            options = scores[entries].copy()
+            options[:, rule.zero] = -np.inf
+            options[~definition.choice_mask[entries]] = -np.inf
+            options[arch[entries] != rule.zero] = -np.inf  # only switch entries that are still zero
+            row, choice = np.unravel_index(np.argmax(options), options.shape)
+            arch[entries[row]] = choice
+    return arch
+
+
+def straight_through_sample(logits: torch.Tensor, tau: float, generator: torch.Generator
+                            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gumbel-softmax hard sample: (one-hot forward / soft backward weights, the one-hot itself)."""
+    uniform = torch.rand(logits.shape, generator=generator).clamp_(1e-10, 1.0 - 1e-7).to(logits.device)
+    soft = torch.softmax((logits - torch.log(-torch.log(uniform))) / tau, dim=-1)
+    hard = torch.zeros_like(soft).scatter_(-1, soft.argmax(dim=-1, keepdim=True), 1.0)
+    return hard - soft.detach() + soft, hard
+
+
+@contextmanager
+def frozen(supernet: Supernet) -> Iterator[None]:
+    """Supernet weights fixed, BN on batch statistics; parameters, modes and BN buffers restored afterwards."""
+    flags = [(p, p.requires_grad) for p in supernet.parameters()]
+    buffers = {name: b.clone() for name, b in supernet.named_buffers()}
+    was_training = supernet.training
+    supernet.eval()
+    for module in supernet.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.train()
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        with torch.no_grad():
+            for name, b in supernet.named_buffers():
+                b.copy_(buffers[name])
+        supernet.train(was_training)
+
+
+def target_range(options: GeneratorOptions, constraint: Constraint, bounds: tuple[float, float]) -> tuple[float, float]:
+    """Training targets: the options, else the achievable range less 5% at each end, widened to the search target."""
+    lo, hi = bounds
+    margin = 0.05 * (hi - lo)
+    low = options.target_min if options.target_min is not None else lo + margin
+    high = options.target_max if options.target_max is not None else hi - margin
+    goal = search_target(constraint, bounds)
+    return min(low, goal), max(high, goal)
+
+
+def search_target(constraint: Constraint, bounds: tuple[float, float]) -> float:
+    """The cost the search result is generated for: max, or the middle of [min, max], inside the achievable range."""
+    goal = constraint.max if constraint.min is None else 0.5 * (constraint.min + constraint.max)
+    return float(np.clip(goal, *bounds))
+
+
+def load_generator(path: Path) -> tuple[ArchitectureGenerator, dict[str, Any]]:
+    """A trained generator and its metadata from ``generator.pt``."""
+    from osnas.run_dir import load_checkpoint
+
+    state = load_checkpoint(path)
+    if not isinstance(state, dict) or "model" not in state or "metric" not in state:
+        raise OsnasError(f"{path} is not an osnas architecture generator (expected RUN/{GENERATOR_FILE})")
+    model = ArchitectureGenerator(state["model"]["mask"].numpy(), tuple(state["bounds"]), state["hidden"])
+    model.load_state_dict(state["model"])
+    return model.eval(), state
+
+
+@register("search_strategy", "architecture_generator")
+class ArchitectureGeneratorSearch(SearchStrategy):
+    """SGNAS: trains a generator (target cost -> architecture) on the frozen supernet; any target in one pass."""
+
+    Options = GeneratorOptions
+
+    def search(self, context: SearchContext) -> SearchResult:
+        """Train (resumable every ``save_every`` iterations), generate for the constraint, score, save generator.pt."""
+        opts, constraint, definition = self.options, context.constraint, context.definition
+        supernet, agent = context.evaluator.supernet, context.evaluator.agent
+        batches = context.evaluator.bn_data
+        if not batches:
+            raise OsnasError("search_strategy architecture_generator trains on the evaluator's training batches; "
+                             "set evaluation.bn_batches >= 1")
+        bounds = context.lut.bounds(constraint.metric, definition)
+        low, high = target_range(opts, constraint, bounds)
+        if not low < high:
+            raise OsnasError(f"search_strategy: target_min ({low:g}) must be below target_max ({high:g}); the space "
+                             f"costs {bounds[0]:.4g} to {bounds[1]:.4g} {UNIT_NAMES[constraint.metric]}")
+        device = next(supernet.parameters()).device
+        noise = torch.Generator().manual_seed(int(context.rng.integers(2**62)))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(context.rng.integers(2**62)))
+            model = ArchitectureGenerator(definition.choice_mask, bounds, opts.hidden).to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=opts.lr)
+        history = History(context)
+        iteration = 0
+        if context.resume_state:
+            state = context.resume_state
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            noise.set_state(state["noise"])
+            context.rng.bit_generator.state = state["rng"]
+            iteration = state["iteration"]
+        with frozen(supernet):
+            while iteration < opts.iterations:
+                targets = context.rng.uniform(low, high, size=opts.cost_targets)
+                weights, hard = straight_through_sample(model(targets), opts.tau, noise)
+                x, y = batches[iteration % len(batches)]
+                task = agent.loss(supernet(x, weights[0], active=hard[0].bool().cpu().numpy()), y)
+                costs = torch.stack([context.lut.expected_cost(w, constraint.metric) for w in weights])
+                goals = torch.as_tensor(targets, dtype=costs.dtype, device=costs.device)
+                error = ((costs - goals).abs() / goals).mean()
+                loss = task + opts.penalty * error
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                iteration += 1
+                if iteration % opts.save_every == 0 or iteration == opts.iterations:
+                    context.log({"phase": "generator", "iteration": iteration, "task_loss": float(task.detach()),
+                                 "cost_error": float(error.detach())})
+                    context.save_state(copy.deepcopy({  # a snapshot: state_dict() hands out the live tensors
+                        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "noise": noise.get_state(),
+                        "rng": context.rng.bit_generator.state, "iteration": iteration}))
+        model.eval()
+        goal = search_target(constraint, bounds)
+        with torch.no_grad():
+            logits = model(goal)
+        arch = decode(logits, definition)
+        repaired = not constraint.feasible(arch)
+        if repaired:
+            arch = constraint.repair(arch, context.rng, preference=logits.cpu().double().numpy())
+        history.evaluate(arch[None], target=goal)
+        info = {"target": goal, "target_range": [low, high], "iterations": iteration,
+                "generated_cost": float(constraint.cost(arch))}
+        if context.run_dir is not None:
+            path = Path(context.run_dir) / GENERATOR_FILE
+            atomic_torch_save(path, {"model": {k: v.cpu() for k, v in model.state_dict().items()},
+                                     "bounds": list(bounds), "hidden": opts.hidden, "metric": constraint.metric,
+                                     "target_range": [low, high], "space": definition.name,
+                                     "space_hash": definition.fingerprint()})
+            info["generator"] = str(path)
+        return history.result(repaired=repaired, info=info)
