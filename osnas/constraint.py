@@ -77,20 +77,24 @@ class Constraint:
         """Move an architecture into the budget with the cheapest changes the lookup table knows.
 
         Greedy: repeatedly apply the single-entry change with the best ratio of lost
-        preference (``preference``, (L, K) scores, e.g. architecture logits; uniform if
+        preference (``preference``, (L, K) scores, e.g. log-probabilities; uniform if
         None) to cost moved towards the budget, until the architecture is feasible.
+        Greedy steps can overshoot, so with a preference the feasible result is then
+        polished: single changes that raise the preference and stay feasible are taken.
         """
         arch = np.array(arch, dtype=np.int64, copy=True)
         if rng is not None and not self.definition.valid(arch[None])[0]:
             arch = self.definition.repair_rules(arch[None], rng)[0]
         table = self.lut.unit_table(self.metric)
         mask = self.definition.choice_mask
-        pref = np.zeros_like(table) if preference is None else np.asarray(preference, dtype=np.float64)
+        pref = self._preference(preference, mask)
+        if self.feasible(arch):
+            return arch
         rows = np.arange(len(arch))
         for _ in range(int(self.definition.choices.sum()) + 1):
             cost = float(self.cost(arch))
             if self.feasible(arch):
-                return arch
+                break
             too_high = cost > self.max
             delta = table - table[rows, arch][:, None]  # cost change of switching entry l to k
             gain = -delta if too_high else delta
@@ -114,4 +118,30 @@ class Constraint:
             raise InfeasibleConstraintError(
                 f"could not repair architecture into {self.describe()} (cost {float(self.cost(arch)):.4g})"
             )
-        return arch
+        return self._polish(arch, pref, mask)
+
+    @staticmethod
+    def _preference(preference: np.ndarray | None, mask: np.ndarray) -> np.ndarray:
+        """Finite (L, K) scores: missing candidates and -inf (zero probability) sit below every real score."""
+        if preference is None:
+            return np.zeros(mask.shape)
+        pref = np.asarray(preference, dtype=np.float64)
+        finite = mask & np.isfinite(pref)
+        floor = pref[finite].min() - 1.0 if finite.any() else 0.0
+        return np.where(finite, pref, floor)
+
+    def _polish(self, arch: np.ndarray, pref: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Take the single change with the largest preference gain that keeps ``arch`` feasible, until none."""
+        rows = np.arange(len(arch))
+        while True:
+            gain = np.where(mask, pref - pref[rows, arch][:, None], 0.0)
+            layers, ks = np.nonzero(gain > 1e-12)
+            if not len(layers):
+                return arch
+            trials = np.repeat(arch[None], len(layers), axis=0)
+            trials[np.arange(len(layers)), layers] = ks
+            ok = self.feasible(trials)
+            if not ok.any():
+                return arch
+            best = np.flatnonzero(ok)[np.argmax(gain[layers, ks][ok])]
+            arch = trials[best]
