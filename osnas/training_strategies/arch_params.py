@@ -18,7 +18,7 @@ import torch.nn as nn
 from pydantic import Field, PositiveFloat
 
 from osnas.dataflows.base import Loader
-from osnas.errors import OsnasError
+from osnas.errors import DataError, OsnasError
 from osnas.training import Updater
 from osnas.training_strategies.base import Batch, TrainingContext, TrainingStrategy, TrainingStrategyOptions
 
@@ -65,7 +65,8 @@ class ValCycle:
             self._restart()
             batch = next(self.iterator, None)  # type: ignore[arg-type]
             if batch is None:
-                raise ValueError("the validation split yields no batches; architecture parameters need it")
+                raise DataError("the validation split yields no batches; architecture parameters are learnt on it "
+                                "(raise dataflow.val_fraction)")
         self.position += 1
         return batch
 
