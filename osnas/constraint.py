@@ -107,6 +107,8 @@ class Constraint:
         (so the result stays as close to the original as it can) and then, with
         ``rng``, at random. Bounded; raises :class:`InfeasibleConstraintError` if
         no sequence of such changes reaches the window.
+        With a preference the feasible result is then polished: single changes that raise
+        the preference and stay feasible are taken.
         """
         arch = np.array(arch, dtype=np.int64, copy=True)
         definition = self.definition
@@ -115,12 +117,12 @@ class Constraint:
         table = self.lut.unit_table(self.metric)
         num_layers, num_choices = table.shape
         rows = np.arange(num_layers)
-        pref = np.zeros_like(table) if preference is None else np.asarray(preference, dtype=np.float64)
+        pref = self._preference(preference, definition.choice_mask)
         for _ in range(num_layers * num_choices):
             cost = float(self.cost(arch))
             distance = float(self.excess(cost))
             if distance <= TOLERANCE:
-                return arch
+                break
             delta = table - table[rows, arch][:, None]  # cost change of switching entry l to candidate k
             new_cost = cost + delta
             gain = distance - self.excess(new_cost)
@@ -146,4 +148,30 @@ class Constraint:
             raise InfeasibleConstraintError(
                 f"could not repair architecture into {self.describe()} (cost {float(self.cost(arch)):.4g})"
             )
-        return arch
+        return self._polish(arch, pref, definition.choice_mask)
+
+    @staticmethod
+    def _preference(preference: np.ndarray | None, mask: np.ndarray) -> np.ndarray:
+        """Finite (L, K) scores: missing candidates and -inf (zero probability) sit below every real score."""
+        if preference is None:
+            return np.zeros(mask.shape)
+        pref = np.asarray(preference, dtype=np.float64)
+        finite = mask & np.isfinite(pref)
+        floor = pref[finite].min() - 1.0 if finite.any() else 0.0
+        return np.where(finite, pref, floor)
+
+    def _polish(self, arch: np.ndarray, pref: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Take the single change with the largest preference gain that keeps ``arch`` feasible, until none."""
+        rows = np.arange(len(arch))
+        while True:
+            gain = np.where(mask, pref - pref[rows, arch][:, None], 0.0)
+            layers, ks = np.nonzero(gain > 1e-12)
+            if not len(layers):
+                return arch
+            trials = np.repeat(arch[None], len(layers), axis=0)
+            trials[np.arange(len(layers)), layers] = ks
+            ok = self.feasible(trials)
+            if not ok.any():
+                return arch
+            best = np.flatnonzero(ok)[np.argmax(gain[layers, ks][ok])]
+            arch = trials[best]

@@ -25,6 +25,17 @@ from osnas.training_agents.base import TrainingAgent
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
+def train_weights(supernet: Supernet, arch: Any, batch: Batch, agent: TrainingAgent, updater: Updater) -> torch.Tensor:
+    """One plain weight update on ``batch`` through ``arch`` (a path or mixing weights); the detached loss."""
+    x, y = batch
+    updater.zero_grad()
+    with updater.autocast():
+        loss = agent.loss(supernet(x, arch), y)
+    updater.backward(loss)
+    updater.step()
+    return loss.detach()
+
+
 class TrainingStrategyOptions(ComponentOptions):
     """Options every training strategy accepts."""
 

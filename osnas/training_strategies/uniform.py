@@ -8,7 +8,7 @@ from osnas.registry import register
 from osnas.search_spaces.supernet import Supernet
 from osnas.training import Updater
 from osnas.training_agents.base import TrainingAgent
-from osnas.training_strategies.base import Batch, TrainingStrategy
+from osnas.training_strategies.base import Batch, TrainingStrategy, train_weights
 
 
 @register("training_strategy", "uniform")
@@ -21,11 +21,4 @@ class Uniform(TrainingStrategy):
     def step(
         self, supernet: Supernet, batch: Batch, agent: TrainingAgent, updater: Updater
     ) -> torch.Tensor:
-        x, y = batch
-        arch = self.sample()
-        updater.zero_grad()
-        with updater.autocast():
-            loss = agent.loss(supernet(x, arch), y)
-        updater.backward(loss)
-        updater.step()
-        return loss.detach()
+        return train_weights(supernet, self.sample(), batch, agent, updater)

@@ -1,0 +1,83 @@
+"""FairNAS strict fairness (Chu et al.): every candidate of every layer trained once per step, one update."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from osnas.registry import register
+from osnas.search_spaces.base import SpaceDefinition
+from osnas.search_spaces.supernet import Supernet
+from osnas.training import Updater
+from osnas.training_agents.base import TrainingAgent
+from osnas.training_strategies.base import Batch, TrainingStrategy
+
+
+def fair_paths(definition: SpaceDefinition, rng: np.random.Generator) -> np.ndarray:
+    """(K, L) paths, K the largest candidate count: column l is a random permutation of layer l's candidates.
+
+    A layer with n < K candidates is filled with fresh permutations cut to K, so each
+    of its candidates appears at least once and the counts differ by at most one.
+    """
+    k = definition.max_choices
+    columns = []
+    for n in definition.choices:
+        n = int(n)
+        column = np.concatenate([rng.permutation(n) for _ in range(-(-k // n))])[:k]
+        columns.append(column)
+    return np.stack(columns, axis=1).astype(np.int64)
+
+
+def repair_fairly(definition: SpaceDefinition, paths: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Make every path satisfy the space's rules, by swaps within a layer wherever possible.
+
+    A swap exchanges two paths' candidates at one layer, so each layer's multiset of
+    candidates (the fairness) is kept. A path that no swap can fix is repaired by
+    ``definition.repair_rules``, which breaks exact fairness for that layer only.
+    """
+    paths = paths.copy()
+    for rule in definition.rules:
+        idx = list(rule.entries)
+
+        def active(row: int) -> int:
+            return int((paths[row, idx] != rule.zero).sum())
+
+        for row in range(len(paths)):
+            for layer in idx:
+                if active(row) >= rule.count:
+                    break
+                if paths[row, layer] != rule.zero:
+                    continue
+                donors = [r for r in rng.permutation(len(paths))
+                          if paths[r, layer] != rule.zero and active(r) > rule.count]
+                if donors:
+                    other = donors[0]
+                    paths[[row, other], layer] = paths[[other, row], layer]
+    bad = ~definition.valid(paths)
+    if bad.any():
+        paths[bad] = definition.repair_rules(paths[bad], rng)
+    return paths
+
+
+@register("training_strategy", "fairness")
+class Fairness(TrainingStrategy):
+    """FairNAS: K paths covering every candidate of every layer once; gradients summed, one update."""
+
+    last_paths: np.ndarray | None = None
+
+    def step(self, supernet: Supernet, batch: Batch, agent: TrainingAgent, updater: Updater) -> torch.Tensor:
+        definition = self.context.definition
+        paths = fair_paths(definition, self.rng)
+        if definition.rules:
+            paths = repair_fairly(definition, paths, self.rng)
+        x, y = batch
+        updater.zero_grad()
+        total = torch.zeros((), device=x.device)
+        for path in paths:  # one backward per path frees its graph; the gradients add up
+            with updater.autocast():
+                loss = agent.loss(supernet(x, path), y)
+            updater.backward(loss)
+            total = total + loss.detach().float()
+        updater.step()
+        self.last_paths = paths
+        return total / len(paths)
