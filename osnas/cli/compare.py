@@ -8,7 +8,6 @@ from typing import Optional
 import typer
 
 from osnas.cli.app import app, err, out
-from osnas.compare import compare as run_comparison
 
 
 @app.command()
@@ -23,6 +22,8 @@ def compare(
 ) -> None:
     """Run every config for every seed; write comparison.csv, comparison.md and pareto.png."""
     try:
+        from osnas.compare import compare as run_comparison  # matplotlib: imported only when used
+
         _, table = run_comparison(configs, seeds, set_ or [], output, quiet,
                                   say=lambda message: err.print(message, highlight=False))
     except KeyboardInterrupt:

@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 
 from osnas.cli.app import app, out
-from osnas.report import progress_table, write_curves
 from osnas.run_dir import RunDir, read_json
 from osnas.summary import summary_table
 
@@ -17,6 +16,8 @@ def report(
     run_dir: Path = typer.Argument(..., help="A run directory (finished, interrupted or still running)."),
 ) -> None:
     """Print a run's summary (or its progress so far) and write RUN_DIR/curves.png."""
+    from osnas.report import progress_table, write_curves  # matplotlib: imported only when used
+
     run = RunDir.open(run_dir)
     if run.exists("results.json"):
         out.print(summary_table({**read_json(run.file("results.json")), "run_dir": str(run.path)},
