@@ -351,7 +351,19 @@ def validate_config(data: dict[str, Any], source: str = "<config>", overrides: t
         raise ConfigError(format_validation_error(exc, FrameworkConfig, source, extra_keys=tuple(COMPONENT_SECTIONS),
                                                   overrides=overrides)) from None
     values = {name: getattr(framework, name) for name in FrameworkConfig.model_fields}
+    _check_strategy_pair(components, source)
     return Config(**values, **components, source=source)
+
+
+def _check_strategy_pair(components: dict[str, Component], source: str) -> None:
+    """A search strategy that needs a kind of training strategy (learnt alpha) says so before any training."""
+    search = components["search_strategy"].name
+    needed = getattr(REGISTRIES["search_strategy"].get(search), "needs_training_strategy", object)
+    trainers = REGISTRIES["training_strategy"]
+    if not issubclass(trainers.get(components["training_strategy"].name), needed):
+        fits = [name for name in trainers.names() if issubclass(trainers.get(name), needed)]
+        raise ConfigError(f"{source}: search_strategy {search!r} cannot use training_strategy "
+                          f"{components['training_strategy'].name!r}; set training_strategy to one of: {', '.join(fits)}")
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:

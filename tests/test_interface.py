@@ -221,7 +221,9 @@ def one_thread():
 @pytest.mark.parametrize("kind, name", [("training_agent", "classification"), ("criterion", "cross_entropy"),
                                         ("dataflow", "digits"), ("search_space", "proxylessnas"),
                                         ("training_strategy", "uniform"), ("search_strategy", "evolution"),
-                                        ("search_strategy", "random")])
+                                        ("search_strategy", "random"), ("training_strategy", "fairness"),
+                                        ("training_strategy", "differentiable"), ("training_strategy", "proxyless"),
+                                        ("search_strategy", "differentiable")])
 def test_builtins_hold_their_contract(kind, name, one_thread):
     overrides = {"width_mult": 0.25} if kind == "search_space" else {}
     subject = Subject(kind, name, REGISTRIES[kind].get(name), overrides)

@@ -32,8 +32,8 @@ from tests.conftest import run_osnas
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a busy shared CPU, two spinning OpenMP threads make mixed steps many times slower."""
+def one_thread_module():
+    """conftest's one_thread for the whole module, so the module-scoped lookup table is built single-threaded too."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -257,6 +257,11 @@ def test_differentiable_search_needs_architecture_parameters(space):
                            training_strategy=make_strategy("uniform", ctx))
     with pytest.raises(OsnasError, match="set training_strategy to differentiable or proxyless"):
         DifferentiableSearch(DifferentiableSearch.Options()).search(search)
+    # a config pairing them is refused when it is read, before any training
+    with pytest.raises(ConfigError, match="cannot use training_strategy 'fairness'; set training_strategy to one of: "
+                                          "differentiable, proxyless"):
+        validate_config({"training_strategy": "fairness", "search_strategy": "differentiable"})
+    assert validate_config({"training_strategy": "proxyless", "search_strategy": "differentiable"})
 
 
 def test_bad_arch_options_are_clear_errors(space):

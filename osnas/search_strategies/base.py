@@ -57,6 +57,8 @@ class SearchStrategy(ABC):
     """Finds the best feasible architecture."""
 
     Options: ClassVar[type[ComponentOptions]] = SearchStrategyOptions
+    # the training strategies this search works with (a base class); configs pairing others are rejected early
+    needs_training_strategy: ClassVar[type] = object
 
     def __init__(self, options: ComponentOptions) -> None:
         self.options = options

@@ -19,6 +19,7 @@ class DifferentiableSearch(SearchStrategy):
     """Argmax of the training strategy's alpha; if it breaks the budget, the cheapest LUT repair by preference."""
 
     Options = DifferentiableSearchOptions
+    needs_training_strategy = ArchStrategy
 
     def search(self, context: SearchContext) -> SearchResult:
         strategy = context.training_strategy
@@ -45,5 +46,9 @@ class DifferentiableSearch(SearchStrategy):
                 preference = np.log(strategy.arch_probabilities())
             arch, repaired = constraint.repair(derived, context.rng, preference=preference), True
         history = History(context)
-        history.add(arch, context.evaluator.evaluate(arch), repaired=repaired)
+        if context.resume_state:  # the one evaluation was done before the interruption
+            history.load_state_dict(context.resume_state["history"])
+        if not history.records:
+            history.add(arch, context.evaluator.evaluate(arch), repaired=repaired)
+            context.save_state({"history": history.state_dict()})
         return history.result(repaired=repaired, info=info)

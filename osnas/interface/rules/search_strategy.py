@@ -19,10 +19,12 @@ def search(s: Subject, fraction: float, resume: dict[str, Any] | None = None) ->
     """Run the strategy on the probe space under a budget ``fraction`` of the way up its cost range."""
     states: list[dict[str, Any]] = []
     definition, lut = s.shared("probe", probes.probe_space), probes.probe_lut(s)
-    uniform = REGISTRIES["training_strategy"].get("uniform")
+    trainers = REGISTRIES["training_strategy"]
+    needed = getattr(s.cls, "needs_training_strategy", object)
+    trainer = next(cls for cls in map(trainers.get, ["uniform", *trainers.names()]) if issubclass(cls, needed))
     context = SearchContext(definition, lut, probes.budget(lut, definition, fraction), probes.ProbeEvaluator(lut),
                             np.random.default_rng(0),
-                            training_strategy=uniform(uniform.Options(), probes.training_context(s)),
+                            training_strategy=trainer(trainer.Options(), probes.training_context(s)),
                             save_state=states.append, resume_state=resume)
     return s.cls(s.options).search(context), context, states
 
