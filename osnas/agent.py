@@ -225,6 +225,20 @@ class MainAgent:
                 module = module.to(memory_format=torch.channels_last)
         return module
 
+    def _resume_training(self, phase: str, model: nn.Module, updater: Updater, loader: Loader,
+                         extra_keys: tuple[str, ...] = ()) -> tuple[int, dict[str, Any]]:
+        """Restore a training phase from ``<phase>_last.pt``; returns the epoch to start at and the state."""
+        state = self.run.load_checkpoint(f"{phase}_last.pt", RESUME_KEYS + extra_keys)
+        model.load_state_dict(state["model"])
+        self.setup().agent.criterion.load_state_dict(state["criterion"])
+        updater.load_state_dict(state["updater"])
+        loader.load_state_dict(state["loader"])
+        set_rng_state(state["rng"])
+        self.restore_seconds(state["seconds"])
+        start_epoch = state["epoch"] + 1
+        self.say(f"{phase}: resuming after epoch {start_epoch}")
+        return start_epoch, state
+
     # ------------------------------------------------------------------ phases
     def train_supernet(self) -> Supernet:
         """Phase 3, resumable per epoch from ``supernet_last.pt``."""
@@ -250,16 +264,8 @@ class MainAgent:
             self.strategy = strategy
             return supernet
         if self.run.exists("supernet_last.pt"):
-            state = self.run.load_checkpoint("supernet_last.pt", RESUME_KEYS + ("strategy",))
-            supernet.load_state_dict(state["model"])
-            comp.agent.criterion.load_state_dict(state["criterion"])
-            updater.load_state_dict(state["updater"])
+            start_epoch, state = self._resume_training("supernet", supernet, updater, train_loader, ("strategy",))
             strategy.load_state_dict(state["strategy"])
-            train_loader.load_state_dict(state["loader"])
-            set_rng_state(state["rng"])
-            start_epoch = state["epoch"] + 1
-            self.restore_seconds(state["seconds"])
-            self.say(f"supernet: resuming after epoch {start_epoch}")
         self.run.prune_metrics("supernet", start_epoch)
         with progress(self.config.logging.progress and not self.quiet) as bar:
             task = bar.add_task("supernet", total=cfg.epochs * len(train_loader), info="",
@@ -428,15 +434,7 @@ class MainAgent:
                                 len(train_loader))
         start_epoch = 0
         if self.run.exists("final_last.pt"):
-            state = self.run.load_checkpoint("final_last.pt", RESUME_KEYS)
-            child.load_state_dict(state["model"])
-            criterion.load_state_dict(state["criterion"])
-            updater.load_state_dict(state["updater"])
-            train_loader.load_state_dict(state["loader"])
-            set_rng_state(state["rng"])
-            start_epoch = state["epoch"] + 1
-            self.restore_seconds(state["seconds"])
-            self.say(f"final: resuming after epoch {start_epoch}")
+            start_epoch, _ = self._resume_training("final", child, updater, train_loader)
         forward_model = self._compiled(child) if cfg.compile else child
         if not self.run.exists("model.pt"):
             self.run.prune_metrics("final", start_epoch)
