@@ -64,15 +64,6 @@ output: {{dir: {tmp_path / 'runs'}, name: tiny}}
     return path
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny convs run fastest (and steadiest on a shared machine) on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def variant(config: Path, name: str, **sections: dict) -> Path:
     """A copy of a config file next to it with sections updated (merged; replaced when naming a component)."""
     import yaml

@@ -21,7 +21,6 @@ ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def fake_run(config: Path, root: Path) -> tuple[Path, torch.nn.Module, tuple[int, int, int]]:

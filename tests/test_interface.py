@@ -203,19 +203,10 @@ class UnknownSelectionMetric(Classification):
     ("dataflow", ValidationIsTraining, "disjoint", "search_val sample(s) also appear in search_train"),
     ("training_agent", UnknownSelectionMetric, "evaluate", "evaluate's result has no 'accuracy' (selection_metric)"),
 ])
-def test_check_catches_a_broken_rule(kind, cls, rule, message, one_thread):
+def test_check_catches_a_broken_rule(kind, cls, rule, message):
     (checked,) = [r for r in rules_for(kind) if r.name == rule]
     outcome = checked.run(Subject(kind, "broken", cls))
     assert not outcome.ok and message in outcome.message, outcome
-
-
-@pytest.fixture
-def one_thread():
-    """Single-threaded torch for in-process checks (worker threads only spin on the shared CI machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("kind, name", [("training_agent", "classification"), ("criterion", "cross_entropy"),
@@ -224,7 +215,7 @@ def one_thread():
                                         ("search_strategy", "random"), ("training_strategy", "fairness"),
                                         ("training_strategy", "differentiable"), ("training_strategy", "proxyless"),
                                         ("search_strategy", "differentiable")])
-def test_builtins_hold_their_contract(kind, name, one_thread):
+def test_builtins_hold_their_contract(kind, name):
     overrides = {"width_mult": 0.25} if kind == "search_space" else {}
     subject = Subject(kind, name, REGISTRIES[kind].get(name), overrides)
     broken = [(rule.name, outcome.message) for rule, outcome in check_component(subject)

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from osnas.cli import app
@@ -15,7 +14,6 @@ from osnas.search_spaces.latency_model import LinearLatencyModel, mape
 from osnas.search_spaces.lookup_table import LookupTable
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def invoke(*args: str):

@@ -44,14 +44,6 @@ SMALL = {
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="session")
 def lut_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Lookup-table cache shared by every test and by the CLI runs (same metadata as the tiny configs)."""

@@ -17,15 +17,6 @@ from osnas.search_spaces.lookup_table import LookupTable, item_input_shapes
 from osnas.search_spaces.supernet import Supernet
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These nets are tiny: per-op threading overhead outweighs any parallel speed-up."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 SPACES = ["spos", "fbnet_s", "fbnet_l", "mobilenetv2", "proxylessnas"]
 NARROW = ["width_mult=0.25"]
 

@@ -18,7 +18,6 @@ from osnas.search_spaces.sgnas import UnifiedBlock
 from osnas.search_spaces.supernet import Supernet
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def define(name: str, input_size: int, num_outputs: int = 10, in_channels: int = 3, **options):

@@ -31,15 +31,6 @@ from osnas.training_strategies.fairness import fair_paths, repair_fairly
 from tests.conftest import run_osnas
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread_module():
-    """conftest's one_thread for the whole module, so the module-scoped lookup table is built single-threaded too."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def space():
     """ProxylessNAS at width 0.25 on 16x16 inputs: 21 layers, 6 or 7 candidates each; MACs-only LUT."""
