@@ -13,7 +13,7 @@ import torch
 from rich.console import Console
 
 from osnas.cli.data import counts_table
-from osnas.dataflows.augment import random_crop, random_hflip
+from osnas.dataflows.augment import random_crop_flip
 from osnas.dataflows.cifar import CIFAR10
 from osnas.dataflows.download import download, md5sum
 from osnas.dataflows.memory import TensorLoader
@@ -36,23 +36,35 @@ def batches(loader) -> list[tuple[torch.Tensor, torch.Tensor]]:
 # ----------------------------------------------------------------------------- augmentation
 
 
-def test_random_crop_keeps_shape_and_shifts_content():
-    images = torch.arange(2 * 3 * 6 * 5, dtype=torch.uint8).reshape(2, 3, 6, 5)
-    out = random_crop(images, 2, torch.Generator().manual_seed(3))
+def reference_crop_flip(images, padding, hflip, seed):
+    """One sample at a time, with the draws random_crop_flip documents: row offsets, column offsets, flips."""
+    g = torch.Generator().manual_seed(seed)
+    n, _, h, w = images.shape
+    dy = torch.randint(0, 2 * padding + 1, (n,), generator=g) if padding else torch.zeros(n, dtype=torch.long)
+    dx = torch.randint(0, 2 * padding + 1, (n,), generator=g) if padding else torch.zeros(n, dtype=torch.long)
+    flip = torch.rand(n, generator=g) < 0.5 if hflip else torch.zeros(n, dtype=torch.bool)
+    padded = torch.nn.functional.pad(images, (padding,) * 4)
+    out = [padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)]
+    return torch.stack([o.flip(-1) if f else o for o, f in zip(out, flip)]), flip
+
+
+@pytest.mark.parametrize("padding,hflip", [(2, True), (2, False), (0, True), (3, True)])
+def test_random_crop_flip_equals_the_per_sample_crop_and_flip(padding, hflip):
+    images = torch.arange(40 * 3 * 6 * 5, dtype=torch.int64).reshape(40, 3, 6, 5).remainder(251).to(torch.uint8)
+    out = random_crop_flip(images, padding, hflip, torch.Generator().manual_seed(3))
+    expected, flip = reference_crop_flip(images, padding, hflip, 3)
     assert out.shape == images.shape and out.dtype == torch.uint8
-    padded = torch.nn.functional.pad(images, (2, 2, 2, 2))
-    for i in range(2):
-        shifts = [(dy, dx) for dy in range(5) for dx in range(5) if torch.equal(out[i], padded[i, :, dy:dy + 6, dx:dx + 5])]
-        assert shifts, f"sample {i} is not a shifted window of the padded image"
+    assert torch.equal(out, expected)
+    if hflip:
+        assert 5 < int(flip.sum()) < 35  # some flipped, some kept
+    if padding:
+        assert (out == 0).any()  # some crops reach into the zero border
+    assert not torch.equal(out, images)
 
 
-def test_random_hflip_flips_some_samples_and_keeps_the_others():
-    images = torch.rand(64, 1, 2, 3)
-    out = random_hflip(images, torch.Generator().manual_seed(0))
-    flipped = [torch.equal(o, x.flip(-1)) for o, x in zip(out, images)]
-    kept = [torch.equal(o, x) for o, x in zip(out, images)]
-    assert all(f or k for f, k in zip(flipped, kept))
-    assert 10 < sum(flipped) < 54
+def test_random_crop_flip_without_options_returns_the_batch():
+    images = torch.rand(4, 1, 3, 3)
+    assert random_crop_flip(images, 0, False) is images
 
 
 def test_tensor_loader_normalises_uint8_and_resumes_its_order():

@@ -22,33 +22,46 @@ def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> to
 
 
 def to_float(images: torch.Tensor, mean: torch.Tensor | None = None, std: torch.Tensor | None = None) -> torch.Tensor:
-    """uint8 pixels to floats in [0, 1], then normalised: data stays uint8 (4x smaller) until the batch is used."""
-    if images.dtype == torch.uint8:
-        images = images.float().div_(255.0)
+    """uint8 pixels to floats in [0, 1], then normalised: data stays uint8 (4x smaller) until the batch is used.
+
+    For uint8 input the scaling and normalisation are one in-place multiply-add on the new float copy.
+    """
+    if images.dtype != torch.uint8:
+        return images if mean is None or std is None else normalize(images, mean.to(images.device), std.to(images.device))
+    x = images.float()
     if mean is None or std is None:
-        return images
-    return normalize(images, mean.to(images.device), std.to(images.device))
+        return x.div_(255.0)
+    mean, std = mean.to(x.device).view(1, -1, 1, 1), std.to(x.device).view(1, -1, 1, 1)
+    return x.mul_(1.0 / (255.0 * std)).sub_(mean / std)
 
 
-def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Pad by ``padding`` (zeros) and crop back to the original size at a random offset per sample."""
-    if padding <= 0:
+def random_crop_flip(images: torch.Tensor, padding: int, hflip: bool,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+    """Zero-pad by ``padding``, crop back at a random offset per sample, flip left-right with p=0.5.
+
+    Crop and flip are one gather on the padded batch (the flip only reverses the column
+    index), so a batch costs one pad and one indexed copy whatever the options.
+    Draw order: row offsets, column offsets, flips (only those the options ask for).
+    """
+    if padding <= 0 and not hflip:
         return images
     n, c, h, w = images.shape
-    padded = F.pad(images, (padding, padding, padding, padding))
-    gen_device = generator.device if generator is not None else images.device
-    dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=gen_device).to(images.device)
-    dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=gen_device).to(images.device)
-    rows = (dy[:, None] + torch.arange(h, device=images.device)[None, :])  # (n, h)
-    cols = (dx[:, None] + torch.arange(w, device=images.device)[None, :])  # (n, w)
-    index_rows = rows[:, None, :, None].expand(n, c, h, w + 2 * padding)
-    cropped = padded.gather(2, index_rows)
-    index_cols = cols[:, None, None, :].expand(n, c, h, w)
-    return cropped.gather(3, index_cols)
+    device = images.device
+    gen_device = generator.device if generator is not None else device
 
+    def offsets() -> torch.Tensor:
+        if padding <= 0:
+            return torch.zeros(n, dtype=torch.long, device=device)
+        return torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=gen_device).to(device)
 
-def random_hflip(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Flip each sample left-right with probability 0.5."""
-    gen_device = generator.device if generator is not None else images.device
-    flip = (torch.rand(images.shape[0], generator=generator, device=gen_device) < 0.5).to(images.device)
-    return torch.where(flip[:, None, None, None], images.flip(-1), images)
+    dy, dx = offsets(), offsets()
+    cols = torch.arange(w, device=device).expand(n, w)
+    if hflip:
+        flip = (torch.rand(n, generator=generator, device=gen_device) < 0.5).to(device)
+        cols = torch.where(flip[:, None], w - 1 - cols, cols)
+    padded = F.pad(images, (padding, padding, padding, padding)) if padding > 0 else images
+    width = w + 2 * max(padding, 0)
+    rows = dy[:, None] + torch.arange(h, device=device)  # (n, h)
+    pixels = rows[:, :, None] * width + (cols + dx[:, None])[:, None, :]  # (n, h, w) into the padded plane
+    index = pixels.view(n, 1, h * w).expand(n, c, h * w)
+    return padded.reshape(n, c, -1).gather(2, index).view(n, c, h, w)

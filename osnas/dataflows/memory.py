@@ -6,7 +6,7 @@ from typing import Iterator
 
 import torch
 
-from osnas.dataflows.augment import random_crop, random_hflip, to_float
+from osnas.dataflows.augment import random_crop_flip, to_float
 from osnas.dataflows.base import SeededLoader
 
 
@@ -56,8 +56,5 @@ class TensorLoader(SeededLoader):
                 x, y = self.images[idx], self.labels[idx]
             else:
                 x, y = self.images[sl], self.labels[sl]
-            if self.crop_padding:
-                x = random_crop(x, self.crop_padding, self.generator)
-            if self.hflip:
-                x = random_hflip(x, self.generator)
+            x = random_crop_flip(x, self.crop_padding, self.hflip, self.generator)
             yield to_float(x, self.mean, self.std), y
