@@ -35,7 +35,7 @@ from osnas.search_spaces.lookup_table import LookupTable
 from osnas.search_spaces.supernet import Supernet
 from osnas.search_strategies.base import SearchContext, SearchResult
 from osnas.search_strategies.evaluator import Evaluator
-from osnas.training import Updater, build_optimizer, build_scheduler, resolve_amp
+from osnas.training import DTYPES, Updater, build_optimizer, build_scheduler, compute_in, resolve_amp
 from osnas.training_agents.base import TrainingAgent
 from osnas.training_strategies.base import TrainingContext, TrainingStrategy
 
@@ -116,7 +116,7 @@ def build_components(config: Config, device: torch.device, cache_dir: Path | Non
     agent_cls = REGISTRIES["training_agent"].get(config.task.name)
     output_dim = agent_cls.output_dim(config.task.options, dataflow.num_classes)
     criterion_cls = REGISTRIES["criterion"].get(config.criterion.name)
-    criterion = criterion_cls(config.criterion.options, dataflow.num_classes, output_dim).to(device)
+    criterion = criterion_cls(config.criterion.options, dataflow.num_classes, output_dim).to(device, DTYPES[config.dtype])
     agent: TrainingAgent = agent_cls(config.task.options, criterion, dataflow.num_classes)
     space: SearchSpace = REGISTRIES["search_space"].get(config.search_space.name)(config.search_space.options)
     definition = space.define(dataflow.input_size, dataflow.in_channels, output_dim)
@@ -246,7 +246,7 @@ class MainAgent:
         cfg = self.config.supernet
         train_loader, val_loader = comp.dataflow.search_split()
         train_loader = distributed.shard(train_loader)
-        supernet = Supernet(comp.definition).to(self.device)
+        supernet = compute_in(Supernet(comp.definition).to(self.device), DTYPES[self.config.dtype])
         supernet = distributed.prepare(self._to_memory_format(supernet, cfg, "supernet"))
         ctx = TrainingContext(comp.definition, comp.lut, comp.constraint, val_loader, self.device,
                               self.config.seed, cfg.epochs)
@@ -316,7 +316,7 @@ class MainAgent:
                 f"{path} was trained on a different search space definition than this config's "
                 f"{comp.definition.name!r} (space, its options and the input size must match)"
             )
-        supernet = Supernet(comp.definition).to(self.device)
+        supernet = compute_in(Supernet(comp.definition).to(self.device), DTYPES[self.config.dtype])
         supernet.load_state_dict(state["model"])
         _, val_loader = comp.dataflow.search_split()
         ctx = TrainingContext(comp.definition, comp.lut, comp.constraint, val_loader, self.device,
@@ -423,7 +423,7 @@ class MainAgent:
         train_loader, test_loader = comp.dataflow.final_split()
         train_loader = distributed.shard(train_loader)
         torch.manual_seed(self.config.seed + 17)
-        child = build_child(comp.definition, arch).to(self.device)
+        child = compute_in(build_child(comp.definition, arch).to(self.device), DTYPES[self.config.dtype])
         child = distributed.prepare(self._to_memory_format(child, cfg, "final"))
         criterion = comp.agent.criterion
         # a fresh head for margin losses, trained with the child and never exported with it

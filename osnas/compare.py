@@ -40,7 +40,7 @@ from osnas.run_dir import RunDir, atomic_write_json, atomic_write_text, read_jso
 
 # config sections a trained supernet depends on (the constraint and lookup table too:
 # budget- or latency-aware training strategies see them); cache_dir is only a location
-SUPERNET_SECTIONS = ("seed", "device", "deterministic", "task", "criterion", "dataflow", "search_space",
+SUPERNET_SECTIONS = ("seed", "device", "deterministic", "dtype", "task", "criterion", "dataflow", "search_space",
                      "training_strategy", "supernet", "constraint", "lookup_table")
 AXIS_LABELS = {"macs": "MACs (M, lookup table)", "params": "params (M, lookup table)",
                "latency": "latency (ms, lookup table)"}

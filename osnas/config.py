@@ -98,6 +98,7 @@ class FrameworkConfig(Section):
     seed: int = 0
     device: str = "auto"
     deterministic: bool = False
+    dtype: Literal["float32", "float64"] = "float32"
     supernet: PhaseConfig = PhaseConfig()
     final: FinalConfig = FinalConfig()
     constraint: ConstraintConfig = ConstraintConfig()
@@ -110,6 +111,10 @@ class FrameworkConfig(Section):
     def _device(self) -> "FrameworkConfig":
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"device must be one of auto, cpu, cuda, cuda:N (got {self.device!r})")
+        for phase in ("supernet", "final"):
+            if self.dtype == "float64" and getattr(self, phase).amp != "none":
+                raise ValueError(f"{phase}.amp ({getattr(self, phase).amp}) computes in half precision; "
+                                 "it cannot be combined with dtype: float64 (set amp: none)")
         return self
 
 
@@ -154,7 +159,7 @@ class Config(FrameworkConfig):
         )
         for section in COMPONENT_SECTIONS:
             data[section] = getattr(self, section).dump()
-        order = ["seed", "device", "deterministic", *COMPONENT_SECTIONS]
+        order = ["seed", "device", "deterministic", "dtype", *COMPONENT_SECTIONS]
         return {key: data[key] for key in order} | {k: v for k, v in data.items() if k not in order}
 
     def to_yaml(self) -> str:

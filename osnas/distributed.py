@@ -40,7 +40,7 @@ from osnas.dataflows.base import Loader
 from osnas.errors import OsnasError
 from osnas.run_dir import RunDir
 from osnas.search_strategies.evaluator import Evaluator
-from osnas.training import Updater
+from osnas.training import Updater, upcast
 
 T = TypeVar("T")
 M = TypeVar("M", bound=nn.Module)
@@ -282,7 +282,7 @@ class _GlobalBatchStats:
         channels = x.shape[1]
         dims = [0, *range(2, x.dim())]
         shape = [1, channels] + [1] * (x.dim() - 2)
-        xf = x.float()
+        xf = upcast(x)
         local_mean = xf.mean(dims)
         local_m2 = (xf - local_mean.view(shape)).square().sum(dims)
         count = xf.new_full((1,), float(x.numel() // channels))

@@ -66,6 +66,8 @@ def test_override_errors():
         ("constraint: {metric: flops}\n", "'macs', 'params' or 'latency'"),
         ("constraint: {max: 1, min: 2}\n", "is larger than constraint.max"),
         ("device: tpu\n", "device must be one of"),
+        ("dtype: float16\n", "key 'dtype': got 'float16'; input should be 'float32' or 'float64'"),
+        ("dtype: float64\nfinal: {amp: bf16}\n", "final.amp (bf16) computes in half precision"),
     ],
 )
 def test_bad_config_messages(tmp_path, text, expected):

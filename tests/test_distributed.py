@@ -132,10 +132,21 @@ def search_records(run_dir):
     return [(r["arch"], r["score"]) for r in records if r["phase"] == "search"]
 
 
-def test_two_process_search_matches_one_process(tiny_config, tmp_path):
-    """2 processes (gloo, torchrun) train, search and retrain; one process searching the same supernet
-    scores the same candidates identically and picks the same architecture."""
-    config = variant(tiny_config, "dist", dataflow=FAST_DATA)
+# A 2-process run reproduces the 1-process run only where float rounding cannot grow: float64
+# (in float32 BatchNorm on nearly constant channels costs some paths 1e-2 of gradient accuracy)
+# and a learning rate below the chaotic regime (at 0.05 a 1e-12 change of one weight reaches
+# 1e-1 within 14 steps even in one float64 process; see docs/distributed.md).
+REPRODUCIBLE = dict(dtype="float64", dataflow={"input_size": 8, "batch_size": 32, "test_fraction": 0.5,
+                                               "val_fraction": 0.5},
+                    supernet={"epochs": 2, "optimizer": {"lr": 0.01}}, final={"epochs": 1, "optimizer": {"lr": 0.01}},
+                    search_strategy={"name": "evolution", "population": 6, "generations": 2, "top_k": 2},
+                    evaluation={"bn_batches": 2, "val_batches": 2})
+
+
+def test_two_process_run_finds_the_architecture_of_the_one_process_run(tiny_config, tmp_path):
+    """torchrun with 2 gloo processes and a plain 1-process run, same config and seed: same architecture,
+    same candidates scored identically, same number of evaluations, same final model."""
+    config = variant(tiny_config, "dist", **REPRODUCIBLE)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                            "-m", "osnas", "search", "--config", str(config), "--set", "output.name=two", "--quiet"],
@@ -146,14 +157,17 @@ def test_two_process_search_matches_one_process(tiny_config, tmp_path):
     for name in ("supernet.pt", "architecture.json", "model.pt", "results.json"):
         assert (two / name).is_file(), name
     phases = [json.loads(line)["phase"] for line in (two / "metrics.jsonl").read_text().splitlines()]
-    assert phases.count("supernet") == 1 and phases.count("final") == 1  # written once, not once per rank
+    assert phases.count("supernet") == 2 and phases.count("final") == 1  # written once, not once per rank
 
     proc = run_osnas("search", "--config", str(config), "--set", "output.name=one", "--quiet",
-                     "--supernet", str(two / "supernet.pt"), env={"OMP_NUM_THREADS": "1"})
+                     env={"OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr
     one = next(p for p in (tmp_path / "runs").iterdir() if p.name.startswith("one"))
+    records = search_records(one)
+    assert len({score for _, score in records}) > 3  # a real ranking, not a tie the first candidate wins
     arch_one, arch_two = (json.loads((d / "architecture.json").read_text()) for d in (one, two))
     assert arch_two["indices"] == arch_one["indices"]
-    assert arch_two["evaluated"] == arch_one["evaluated"] == len(search_records(one))
-    assert search_records(two) == search_records(one)
-    assert np.isfinite(json.loads((two / "results.json").read_text())["test_top1"])
+    assert arch_two["evaluated"] == arch_one["evaluated"] == len(records)
+    assert search_records(two) == records
+    results_one, results_two = (json.loads((d / "results.json").read_text()) for d in (one, two))
+    assert results_two["test_top1"] == pytest.approx(results_one["test_top1"], abs=1e-9)

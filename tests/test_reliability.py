@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import errno
 import io
 import json
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn as nn
 
 from osnas.agent import MainAgent, rng_state, seed_everything, set_rng_state
 from osnas.cli.run import resumable
@@ -214,3 +216,18 @@ def test_same_seed_and_config_give_the_same_result(tmp_path):
     results = [make_agent(tmp_path, lut_dir, name).run_search() for name in ("a", "b")]
     assert results[0]["indices"] == results[1]["indices"]
     assert results[0]["test"] == results[1]["test"]
+
+
+def test_float64_models_take_float32_batches_and_still_profile_and_export_in_float32():
+    from osnas.profiling import count_macs
+    from osnas.training import compute_in
+
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, bias=False), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+    wide = compute_in(copy.deepcopy(net), torch.float64)
+    x = torch.randn(5, 1, 8, 8)  # loaders deliver float32
+    out = wide(x)
+    assert out.dtype == torch.float64 and all(p.dtype == torch.float64 for p in wide.parameters())
+    torch.testing.assert_close(out.float(), net(x), rtol=1e-4, atol=1e-5)
+    assert count_macs(wide, (1, 1, 8, 8)) == count_macs(net, (1, 1, 8, 8)) > 0  # profiling casts a copy to float32
+    assert copy.deepcopy(wide).float()(x).dtype == torch.float32  # inputs follow the parameters
+    assert compute_in(net, torch.float32)(x).dtype == torch.float32 and not net._forward_pre_hooks

@@ -151,8 +151,9 @@ def evaluate(
     if state.get("space") != comp.definition.name:
         raise OsnasError(f"{checkpoint} holds a {state.get('space')!r} network but the config uses {comp.definition.name!r}")
     from osnas.search_spaces.child import build_child
+    from osnas.training import DTYPES, compute_in
 
-    child = build_child(comp.definition, state["indices"]).to(agent.device)
+    child = compute_in(build_child(comp.definition, state["indices"]).to(agent.device), DTYPES[cfg.dtype])
     try:
         child.load_state_dict(state["model"])
     except RuntimeError as exc:

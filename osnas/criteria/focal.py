@@ -12,6 +12,7 @@ from osnas.config import ComponentOptions
 from osnas.criteria.base import Criterion, CriterionOptions, full_precision
 from osnas.errors import ConfigError
 from osnas.registry import register
+from osnas.training import upcast
 
 
 class FocalOptions(CriterionOptions):
@@ -39,7 +40,7 @@ class Focal(Criterion):
 
     def forward(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         with full_precision(outputs):
-            log_p = F.log_softmax(outputs.float(), dim=1).gather(1, targets[:, None]).squeeze(1)
+            log_p = F.log_softmax(upcast(outputs), dim=1).gather(1, targets[:, None]).squeeze(1)
             loss = -(1.0 - log_p.exp()).pow(self.options.gamma) * log_p
             if self.alpha is not None:
                 loss = loss * self.alpha[targets]

@@ -15,6 +15,7 @@ from pydantic import Field, PositiveFloat
 
 from osnas.config import ComponentOptions
 from osnas.criteria.base import Criterion, CriterionOptions, full_precision
+from osnas.training import upcast
 
 
 class MarginOptions(CriterionOptions):
@@ -37,7 +38,7 @@ class MarginHead(Criterion):
 
     def cosine(self, outputs: torch.Tensor) -> torch.Tensor:
         """(N, classes) cosine between each embedding and each class weight."""
-        return F.linear(F.normalize(outputs.float(), dim=1), F.normalize(self.weight.float(), dim=1)).clamp(-1.0, 1.0)
+        return F.linear(F.normalize(upcast(outputs), dim=1), F.normalize(upcast(self.weight), dim=1)).clamp(-1.0, 1.0)
 
     @abstractmethod
     def target_logit(self, cos: torch.Tensor) -> torch.Tensor:

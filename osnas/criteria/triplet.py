@@ -8,6 +8,7 @@ from pydantic import PositiveFloat
 
 from osnas.criteria.base import Criterion, CriterionOptions, full_precision
 from osnas.registry import register
+from osnas.training import upcast
 
 
 class TripletOptions(CriterionOptions):
@@ -31,7 +32,7 @@ class Triplet(Criterion):
 
     def forward(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         with full_precision(outputs):
-            x = outputs.float()
+            x = upcast(outputs)
             if self.options.normalize:
                 x = F.normalize(x, dim=1)
             dist = pairwise_distances(x)

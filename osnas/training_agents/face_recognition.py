@@ -26,6 +26,7 @@ from osnas.config import ComponentOptions
 from osnas.dataflows.base import Loader
 from osnas.errors import ConfigError, DataError
 from osnas.registry import register
+from osnas.training import upcast
 from osnas.training_agents.base import Forward, TrainingAgent, TrainingAgentOptions
 from osnas.training_agents.verification import kfold_verification
 
@@ -76,7 +77,7 @@ class FaceRecognition(TrainingAgent):
         generator = torch.Generator().manual_seed(0)
         scores, same, kinds = [], [], set()
         for x, y in loader:
-            embeddings = F.normalize(forward(x).float(), dim=1)
+            embeddings = F.normalize(upcast(forward(x)), dim=1)
             if y.dtype == torch.bool:
                 b = y.shape[0]
                 scores.append((embeddings[:b] * embeddings[b:]).sum(dim=1))
