@@ -2,7 +2,7 @@
 
 import torch
 
-from osnas.bench.suite import cost_queries, framework_overhead, input_pipeline, to_markdown, run_suite
+from osnas.bench.suite import cost_queries, framework_overhead, input_pipeline, peak_rss_mb, run_suite, to_markdown
 
 
 def test_quick_sections_produce_figures():
@@ -25,3 +25,18 @@ def test_cost_queries_and_pipeline_positive():
     assert 0 < vec < loop
     rates = input_pipeline(torch.device("cpu"), n=256, batch=32)
     assert set(rates) == {"batched", "pil", "tensor"} and min(rates.values()) > 0
+
+
+def test_peak_memory_is_the_worker_own_and_follows_allocations():
+    """ru_maxrss would hand a worker its parent's peak; the figure must be the worker's own."""
+    import subprocess
+    import sys
+
+    parent = torch.ones(600 * 2**20 // 4)  # the parent peaks 600 MB higher
+    assert parent[-1] == 1
+    code = ("import torch; from osnas.bench.suite import peak_rss_mb; a = peak_rss_mb(); "
+            "b = torch.ones(200 * 2**20 // 4); assert b[-1] == 1; print(a, peak_rss_mb())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    before, after = float(out[0]), float(out[1])
+    assert after - before > 150
+    assert before < peak_rss_mb() - 400

@@ -247,7 +247,7 @@ STRATEGY_CASES = {
 def strategy_step(case: dict[str, Any], device_name: str, input_size: int, batch: int, steps: int) -> dict[str, float]:
     """Median step time and peak memory of one training strategy; run in a fresh process per case."""
     code = f"""
-import json, resource, statistics, time, torch, numpy as np
+import json, statistics, time, torch, numpy as np
 from osnas.registry import load_builtins; load_builtins()
 from osnas.bench.suite import _strategy_worker
 print(json.dumps(_strategy_worker({case!r}, {device_name!r}, {input_size}, {batch}, {steps})))
@@ -257,6 +257,21 @@ print(json.dumps(_strategy_worker({case!r}, {device_name!r}, {input_size}, {batc
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "worker failed")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MB.
+
+    Linux keeps ``ru_maxrss`` across fork and exec, so a worker started by a big parent would
+    report the parent's peak; ``VmHWM`` belongs to the worker's own address space.
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return maxrss / 2**20 if sys.platform == "darwin" else maxrss / 1024  # bytes on macOS, KiB elsewhere
 
 
 def _strategy_worker(case: dict[str, Any], device_name: str, input_size: int, batch: int, steps: int) -> dict[str, float]:
@@ -283,15 +298,15 @@ def _strategy_worker(case: dict[str, Any], device_name: str, input_size: int, ba
     batches = list(train)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base_mb = peak_rss_mb()
     times = []
     for i in range(steps + 1):
         seconds = time_call(lambda: strategy.step(supernet, batches[i % len(batches)], comp.agent, updater), device)
         if i:
             times.append(seconds)
     peak = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    return {"step_s": float(np.median(times)), "peak_mb": float(peak), "base_mb": base_rss / 1024}
+            else peak_rss_mb())
+    return {"step_s": float(np.median(times)), "peak_mb": float(peak), "base_mb": base_mb}
 
 
 # ----------------------------------------------------------------------------- driver
@@ -343,7 +358,8 @@ def run_suite(device: torch.device, quick: bool = False, sections: set[str] | No
                 report.add(Figure("strategies", label, f"failed: {exc}"), echo)
                 continue
             base = base or m
-            report.add(Figure("strategies", label, f"{m['step_s'] * 1e3:.0f} ms/step, peak {m['peak_mb']:.0f} MB",
+            report.add(Figure("strategies", label, f"{m['step_s'] * 1e3:.0f} ms/step, peak {m['peak_mb']:.0f} MB "
+                              f"({m['base_mb']:.0f} MB before the first step)",
                               m["step_s"] / base["step_s"]), echo)
     if want("input") and base is not None:
         share = batch / fast / base["step_s"]
