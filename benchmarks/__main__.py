@@ -1,4 +1,4 @@
-"""Run the benchmark suite: ``python -m benchmarks [--device cuda] [--quick] [--only overhead cost] [--record]``."""
+"""Run the benchmark suite: ``python -m benchmarks [--device cuda] [--quick] [--only overhead cost] [--spaces S ...] [--record]``."""
 
 import argparse
 import sys
@@ -12,8 +12,10 @@ parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc_
 parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
 parser.add_argument("--quick", action="store_true", help="small sizes and few repeats (smoke run)")
 parser.add_argument("--only", nargs="*", choices=SECTIONS, help="sections to run (default: all)")
+parser.add_argument("--spaces", nargs="*", help="overhead section: only these search spaces (default: all)")
 parser.add_argument("--record", action="store_true", help="prepend the figures to BENCHMARKS.md")
 args = parser.parse_args()
 load_builtins()
 record = Path(__file__).resolve().parents[1] / "BENCHMARKS.md" if args.record else None
-sys.exit(run(args.device, args.quick, args.only, record, "python -m " + " ".join(["benchmarks", *sys.argv[1:]])))
+sys.exit(run(args.device, args.quick, args.only, record, "python -m " + " ".join(["benchmarks", *sys.argv[1:]]),
+             args.spaces))

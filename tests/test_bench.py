@@ -40,3 +40,12 @@ def test_peak_memory_is_the_worker_own_and_follows_allocations():
     before, after = float(out[0]), float(out[1])
     assert after - before > 150
     assert before < peak_rss_mb() - 400
+
+
+def test_unknown_section_or_space_is_refused_with_the_valid_names(capsys):
+    from osnas.bench.cli import run
+
+    assert run("cpu", only=["speed"]) == 2
+    assert run("cpu", only=["overhead"], spaces=["nasnet"]) == 2
+    out = capsys.readouterr().out
+    assert "valid: overhead, cost" in out and "nasnet" in out and "proxylessnas" in out

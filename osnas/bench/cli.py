@@ -11,6 +11,8 @@ from rich.console import Console
 
 from osnas.bench import SECTIONS
 from osnas.bench.suite import Figure, run_suite, to_markdown
+from osnas.registry import REGISTRIES
+from osnas.run_dir import atomic_write_text
 
 console = Console()
 
@@ -23,16 +25,21 @@ def echo(figure: Figure) -> None:
 
 
 def run(device: str = "cpu", quick: bool = False, only: Optional[list[str]] = None,
-        record: Optional[Path] = None, command: str | None = None) -> int:
+        record: Optional[Path] = None, command: str | None = None, spaces: Optional[list[str]] = None) -> int:
     sections = set(only) if only else None
     if sections and not sections <= set(SECTIONS):
         console.print(f"[red]error:[/] unknown section(s) {sorted(sections - set(SECTIONS))}; valid: {', '.join(SECTIONS)}")
         return 2
-    report = run_suite(torch.device(device), quick=quick, sections=sections, echo=echo)
+    known = REGISTRIES["search_space"].names()
+    if spaces and not set(spaces) <= set(known):
+        console.print(f"[red]error:[/] unknown search space(s) {sorted(set(spaces) - set(known))}; "
+                      f"registered: {', '.join(known)}")
+        return 2
+    report = run_suite(torch.device(device), quick=quick, sections=sections, echo=echo, spaces=spaces)
     if record is not None:
         text = to_markdown(report, command or " ".join(sys.argv))
         existing = record.read_text() if record.exists() else "# Benchmarks\n\nFigures measured by the suite in `osnas/bench/`; newest first.\n\n"
         head, _, rest = existing.partition("\n## ")
-        record.write_text(head.rstrip() + "\n\n" + text + ("\n## " + rest if rest else ""))
+        atomic_write_text(record, head.rstrip() + "\n\n" + text + ("\n## " + rest if rest else ""))
         console.print(f"recorded in {record}")
     return 0
