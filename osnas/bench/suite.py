@@ -187,8 +187,10 @@ class _PerSampleTensor(_PerSamplePIL):
         return (img.float().div_(255.0) - self.mean) / self.std, self.labels[i]
 
 
-def input_pipeline(device: torch.device, n: int = 10_000, batch: int = 64) -> dict[str, float]:
+def input_pipeline(device: torch.device, n: int = 10_000, batch: int = 64, repeats: int = 5) -> dict[str, float]:
     """Samples/s of the batched in-memory loader and of two per-sample DataLoader pipelines, same data.
+
+    Each figure is the median of ``repeats`` full passes, the pipelines taking turns.
 
     The data is CIFAR-shaped uint8 (as the archives store it); every pipeline pads by 4, crops,
     flips, converts to float and normalises, and delivers batches on ``device``.
@@ -209,12 +211,11 @@ def input_pipeline(device: torch.device, n: int = 10_000, batch: int = 64) -> di
         for x, _ in loader:
             x.to(device, non_blocking=True)
 
+    pil, tensor = per_sample(_PerSamplePIL(hwc, labels, 4)), per_sample(_PerSampleTensor(hwc, labels, 4))
+    seconds = interleaved({"batched": lambda: consume(batched), "pil": lambda: consume(pil),
+                           "tensor": lambda: consume(tensor)}, device, repeats, warmup=1)
     done = (n // batch) * batch
-    return {
-        "batched": done / time_call(lambda: consume(batched), device),
-        "pil": done / time_call(lambda: consume(per_sample(_PerSamplePIL(hwc, labels, 4))), device),
-        "tensor": done / time_call(lambda: consume(per_sample(_PerSampleTensor(hwc, labels, 4))), device),
-    }
+    return {name: done / s for name, s in seconds.items()}
 
 
 # ----------------------------------------------------------------------------- 5. end to end
@@ -340,7 +341,7 @@ def run_suite(device: torch.device, quick: bool = False, sections: set[str] | No
         report.add(Figure("evaluation", "architectures evaluated per second", f"{per_s:.2f} /s"), echo)
         report.add(Figure("evaluation", "cache speed-up (second evaluation)", f"{speedup:.0f}x", speedup), echo)
     if want("input"):
-        rates = input_pipeline(device, 2_000 if quick else 10_000, batch)
+        rates = input_pipeline(device, 2_000 if quick else 10_000, batch, 2 if quick else 5)
         fast = rates["batched"]
         report.add(Figure("input", "batched augmentation vs per-sample PIL DataLoader",
                           f"{fast:,.0f} vs {rates['pil']:,.0f} samples/s", fast / rates["pil"], ">= 5x",
