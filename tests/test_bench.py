@@ -28,7 +28,7 @@ def test_cost_queries_and_pipeline_positive():
 
 
 def test_peak_memory_is_the_worker_own_and_follows_allocations():
-    """ru_maxrss would hand a worker its parent's peak; the figure must be the worker's own."""
+    """ru_maxrss would hand a worker its parent's resident size; the figure must be the worker's own."""
     import subprocess
     import sys
 

@@ -264,7 +264,7 @@ def peak_rss_mb() -> float:
     """Peak resident memory of this process in MB.
 
     Linux keeps ``ru_maxrss`` across fork and exec, so a worker started by a big parent would
-    report the parent's peak; ``VmHWM`` belongs to the worker's own address space.
+    report at least the parent's resident size; ``VmHWM`` belongs to the worker's own address space.
     """
     status = Path("/proc/self/status")
     if status.exists():
