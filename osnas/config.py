@@ -111,6 +111,10 @@ class FrameworkConfig(Section):
     def _device(self) -> "FrameworkConfig":
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"device must be one of auto, cpu, cuda, cuda:N (got {self.device!r})")
+        return self
+
+    @model_validator(mode="after")
+    def _dtype(self) -> "FrameworkConfig":
         for phase in ("supernet", "final"):
             if self.dtype == "float64" and getattr(self, phase).amp != "none":
                 raise ValueError(f"{phase}.amp ({getattr(self, phase).amp}) computes in half precision; "

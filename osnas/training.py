@@ -26,9 +26,9 @@ def compute_in(module: M, dtype: torch.dtype) -> M:
     """Cast ``module`` to ``dtype`` and make it cast its floating inputs to its own dtype (loaders deliver float32).
 
     ``dtype: float64`` removes the float32 rounding that BatchNorm amplifies on nearly constant
-    channels (some supernet paths lose 1e-2 of relative gradient accuracy in float32), e.g. to
-    compare a 2-process run with a 1-process one bit for bit in practice. The inputs follow the
-    parameters, so a copy cast back to float32 (profiling, export) still runs.
+    channels (some supernet paths lose 1e-2 of relative gradient accuracy in float32), e.g. so
+    that a 2-process run reproduces the 1-process one (docs/distributed.md). The inputs follow
+    the parameters, so a copy cast back to float32 (profiling, export) still runs.
     """
     module.to(dtype)
     if dtype != torch.float32:

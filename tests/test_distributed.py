@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
@@ -17,8 +16,6 @@ from osnas import distributed
 from osnas.dataflows.memory import TensorLoader
 from osnas.training import Updater
 from tests.conftest import ROOT, run_osnas, variant
-
-FAST_DATA = {"test_fraction": 0.8, "val_fraction": 0.5, "batch_size": 32}
 
 
 def small_net() -> nn.Sequential:
