@@ -118,6 +118,13 @@ class History:
         self.context.rng.bit_generator.state = state["rng"]
         return state
 
+    def resume_generation(self, fresh: Callable[[], np.ndarray]) -> tuple[int, np.ndarray, bool]:
+        """(generation, population, resumed) for generational searches: the saved ones, or 0 and ``fresh()``."""
+        state = self.resume()
+        if state:
+            return state["generation"], np.asarray(state["population"], dtype=np.int64), True
+        return 0, fresh(), False
+
     def save(self, **extra: Any) -> None:
         """Hand a resumable snapshot (records, rng state and the strategy's ``extra``) to ``context.save_state``."""
         self.context.save_state({"history": self.state_dict(), "rng": self.context.rng.bit_generator.state, **extra})

@@ -36,13 +36,8 @@ class Evolution(SearchStrategy):
         """``generations`` populations are scored; the state is saved before each new one is."""
         opts = self.options
         history = History(context)
-        state = history.resume()
-        if state:
-            generation = state["generation"]
-            population = np.asarray(state["population"], dtype=np.int64)
-        else:
-            generation = 0
-            population = unique(context.constraint.sample_feasible(context.rng, opts.population))
+        generation, population, _ = history.resume_generation(
+            lambda: unique(context.constraint.sample_feasible(context.rng, opts.population)))
         while True:
             history.evaluate(population, generation=generation)
             generation += 1

@@ -77,13 +77,9 @@ class NSGA2(SearchStrategy):
         """``generations`` rounds of ``population`` feasible children; the state is saved after each round."""
         opts, rng = self.options, context.rng
         history = History(context)
-        state = history.resume()
-        if state:
-            generation = state["generation"]
-            population = np.asarray(state["population"], dtype=np.int64)
-        else:
-            generation = 0
-            population = unique(context.constraint.sample_feasible(rng, opts.population))
+        generation, population, resumed = history.resume_generation(
+            lambda: unique(context.constraint.sample_feasible(rng, opts.population)))
+        if not resumed:
             history.evaluate(population, generation=0)
         while generation < opts.generations:
             offspring = self._offspring(context, population, history)
