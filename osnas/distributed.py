@@ -39,6 +39,7 @@ import torch.nn as nn
 from osnas.dataflows.base import Loader
 from osnas.errors import OsnasError
 from osnas.run_dir import RunDir
+from osnas.search_strategies.base import arch_key
 from osnas.search_strategies.evaluator import Evaluator
 from osnas.training import Updater, upcast
 
@@ -388,7 +389,7 @@ class ShardedEvaluator(Evaluator):
     def evaluate(self, archs: np.ndarray) -> np.ndarray:
         archs = np.atleast_2d(np.asarray(archs, dtype=np.int64))
         if active() and world_size() > 1:
-            keys = [tuple(int(i) for i in a) for a in archs]
+            keys = [arch_key(a) for a in archs]
             todo = [key for key in dict.fromkeys(keys) if key not in self.cache]
             mine = todo[rank()::world_size()]
             for key in mine:

@@ -29,6 +29,7 @@ import torch.nn as nn
 from osnas.bench import SECTIONS  # noqa: F401  (re-exported for the drivers)
 from osnas.bench.timing import interleaved, time_call
 from osnas.config import validate_config
+from osnas.dataflows.cifar import CIFAR10
 from osnas.registry import REGISTRIES
 from osnas.search_spaces.child import build_child
 from osnas.search_spaces.lookup_table import LookupTable
@@ -145,16 +146,13 @@ def candidate_evaluation(device: torch.device, candidates: int = 12) -> tuple[fl
 
 
 # ----------------------------------------------------------------------------- 4. input pipeline
-CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
-
-
 class _PerSamplePIL(torch.utils.data.Dataset):
     """The usual torchvision-style recipe, one image at a time: PIL pad + random crop + flip, to tensor, normalise."""
 
     def __init__(self, images_hwc: np.ndarray, labels: torch.Tensor, padding: int) -> None:
         self.images, self.labels, self.padding = images_hwc, labels, padding
-        self.mean = torch.tensor(CIFAR_MEAN).view(3, 1, 1)
-        self.std = torch.tensor(CIFAR_STD).view(3, 1, 1)
+        self.mean = torch.tensor(CIFAR10.mean).view(3, 1, 1)
+        self.std = torch.tensor(CIFAR10.std).view(3, 1, 1)
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -200,7 +198,8 @@ def input_pipeline(device: torch.device, n: int = 10_000, batch: int = 64, repea
     hwc = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
     labels = torch.from_numpy(rng.integers(0, 10, n))
     batched = TensorLoader(torch.from_numpy(hwc).permute(0, 3, 1, 2).contiguous(), labels, batch, shuffle=True,
-                           drop_last=True, crop_padding=4, hflip=True, device=device, mean=CIFAR_MEAN, std=CIFAR_STD)
+                           drop_last=True, crop_padding=4, hflip=True, device=device,
+                           mean=CIFAR10.mean, std=CIFAR10.std)
 
     def per_sample(dataset: torch.utils.data.Dataset) -> torch.utils.data.DataLoader:
         return torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True, drop_last=True, num_workers=0,

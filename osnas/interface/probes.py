@@ -17,6 +17,7 @@ from osnas.interface.contract import CPU, Subject
 from osnas.registry import REGISTRIES
 from osnas.search_spaces.base import Choice, Fixed, SpaceDefinition, op
 from osnas.search_spaces.lookup_table import LookupTable
+from osnas.search_strategies.base import arch_key
 from osnas.training_agents.base import TrainingAgent
 from osnas.training_strategies.base import TrainingContext
 
@@ -78,7 +79,7 @@ class ProbeEvaluator:
         archs = np.atleast_2d(np.asarray(archs, dtype=np.int64))
         scores = self.lut.cost(archs, "params") * 1e3 + (archs * np.arange(1, archs.shape[1] + 1)).sum(axis=1) * 1e-3
         for arch, score in zip(archs, scores):
-            self.cache[tuple(int(i) for i in arch)] = float(score)
+            self.cache[arch_key(arch)] = float(score)
         return np.asarray(scores, dtype=np.float64)
 
 

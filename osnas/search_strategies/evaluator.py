@@ -17,6 +17,7 @@ import torch.nn as nn
 
 from osnas.dataflows.base import Loader
 from osnas.search_spaces.supernet import Supernet
+from osnas.search_strategies.base import arch_key
 from osnas.training_agents.base import TrainingAgent
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -76,7 +77,7 @@ class Evaluator:
         return len(self.cache)
 
     def score(self, arch: np.ndarray) -> float:
-        key = tuple(int(i) for i in arch)
+        key = arch_key(arch)
         if key in self.cache:
             return self.cache[key]
         was_training = self.supernet.training

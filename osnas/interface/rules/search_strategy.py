@@ -10,7 +10,7 @@ from osnas.errors import OsnasError
 from osnas.interface import probes
 from osnas.interface.contract import Broken, Subject, rule, saved_and_loaded
 from osnas.registry import REGISTRIES
-from osnas.search_strategies.base import SearchContext, SearchResult
+from osnas.search_strategies.base import SearchContext, SearchResult, arch_key
 
 Run = tuple[SearchResult, SearchContext, list[dict[str, Any]]]
 
@@ -52,8 +52,7 @@ def feasible_result(result: Any, context: SearchContext, what: str) -> None:
 def check_result(s: Subject) -> str:
     result, context, _ = first_run(s)
     feasible_result(result, context, "budget half-way up the cost range")
-    key = tuple(int(i) for i in result.best)
-    scored = context.evaluator.cache.get(key)
+    scored = context.evaluator.cache.get(arch_key(result.best))
     if scored is not None and abs(scored - result.score) > 1e-6 * max(1.0, abs(scored)):
         raise Broken(f"the result's score is {result.score} but the evaluator scored that architecture {scored}")
     if not isinstance(result.history, list) or not all(isinstance(r, dict) for r in result.history):
