@@ -49,3 +49,11 @@ def test_unknown_section_or_space_is_refused_with_the_valid_names(capsys):
     assert run("cpu", only=["overhead"], spaces=["nasnet"]) == 2
     out = capsys.readouterr().out
     assert "valid: overhead, cost" in out and "nasnet" in out and "proxylessnas" in out
+
+
+def test_osnas_bench_exits_2_on_an_unknown_space():
+    from tests.conftest import run_osnas
+
+    proc = run_osnas("bench", "--only", "overhead", "--space", "nasnet")
+    assert proc.returncode == 2
+    assert "unknown search space(s) ['nasnet']" in proc.stdout + proc.stderr

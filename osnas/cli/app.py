@@ -69,8 +69,10 @@ def main() -> None:
     """Console-script entry point: user errors become one message and exit code 2."""
     debug = "--debug" in sys.argv or bool(os.environ.get("OSNAS_DEBUG"))
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # without standalone mode click returns a command's typer.Exit code
         distributed.shutdown()
+        if isinstance(code, int) and code:
+            raise SystemExit(code)
     except OsnasError as exc:
         if debug:
             raise
