@@ -66,13 +66,14 @@ def fail(message: str) -> None:
 
 
 def main() -> None:
-    """Console-script entry point: user errors become one message and exit code 2."""
+    """Console-script entry point: user errors become one message and exit code 2.
+
+    Usage errors are left to typer's standalone mode (one message, their own exit code 2), so no
+    exception class of the command-line parser is named here: typer >= 0.29 ships its own copy of it.
+    """
     debug = "--debug" in sys.argv or bool(os.environ.get("OSNAS_DEBUG"))
     try:
-        code = app(standalone_mode=False)  # without standalone mode click returns a command's typer.Exit code
-        distributed.shutdown()
-        if isinstance(code, int) and code:
-            raise SystemExit(code)
+        app(standalone_mode=True)
     except OsnasError as exc:
         if debug:
             raise
@@ -80,18 +81,12 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]")
         raise SystemExit(130)
-    except (typer.Exit, SystemExit) as exc:
-        code = getattr(exc, "exit_code", getattr(exc, "code", 0))
-        raise SystemExit(code)
-    except Exception as exc:  # click usage errors and the rest
-        import click
-
-        if isinstance(exc, click.exceptions.Abort):
-            raise SystemExit(130)
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            raise SystemExit(2)
+    except SystemExit:
+        distributed.shutdown()
+        raise
+    except Exception as exc:
         if debug:
             raise
-        err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc} (run with --debug for the traceback)")
+        err.print("[bold red]internal error:[/] ", end="")
+        err.print(f"{type(exc).__name__}: {exc} (run with --debug for the traceback)", markup=False, highlight=False)
         raise SystemExit(1)
