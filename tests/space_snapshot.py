@@ -71,7 +71,7 @@ if __name__ == "__main__":
     import torch
 
     torch.set_num_threads(1)
-    from osnas.registry import load_builtins
+    from osnas.plugins import load_builtins
 
     load_builtins()
     FILE.parent.mkdir(exist_ok=True)

@@ -13,7 +13,7 @@ from rich.console import Console
 
 from osnas import distributed
 from osnas.errors import OsnasError
-from osnas.registry import PluginFailure, load_builtins, load_plugins
+from osnas.plugins import PluginFailure, load_builtins, load_plugins
 
 app = typer.Typer(
     name="osnas",

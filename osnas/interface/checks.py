@@ -14,7 +14,8 @@ from typing import Any
 from osnas.errors import OsnasError
 from osnas.interface import rules  # noqa: F401  (registers the rules)
 from osnas.interface.contract import RULES, Outcome, Rule, Subject
-from osnas.registry import KINDS, REGISTRIES, load_builtins, load_plugin_package
+from osnas.plugins import load_builtins, load_plugin_package
+from osnas.registry import KINDS, REGISTRIES
 
 __all__ = ["ComponentImportError", "Outcome", "Rule", "Subject", "check_component", "load_subject", "rules_for"]
 

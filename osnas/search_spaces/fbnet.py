@@ -47,7 +47,7 @@ class FBNetSpace(SearchSpace):
         layers, ch = searchable_stages(ch, [(c, n) for c, n, _ in STAGES], strides[1:], w, fbnet_candidates)
         body += layers + classifier_head(ch, make_divisible(self.last_channels * max(w, 1.0)), num_outputs, "relu",
                                          self.options.dropout)
-        name = self.registry_name  # type: ignore[attr-defined]
+        name = self.name
         return SpaceDefinition(name, input_size, in_channels, num_outputs, tuple(body))
 
 

@@ -56,6 +56,7 @@ class SearchResult:
 class SearchStrategy(ABC):
     """Finds the best feasible architecture."""
 
+    name: ClassVar[str]  # the registered name, set by @register
     Options: ClassVar[type[ComponentOptions]] = SearchStrategyOptions
     # the training strategies this search works with (a base class); configs pairing others are rejected early
     needs_training_strategy: ClassVar[type] = object
