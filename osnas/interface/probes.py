@@ -6,6 +6,7 @@ checking a strategy takes seconds and does not depend on other components.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +25,7 @@ from osnas.training_strategies.base import TrainingContext
 CLASSES = 5
 CHANNELS = 3
 SIZE = 8
+PROBE_ARCHITECTURES = 18  # 3 x 2 x 3 candidates
 
 
 def probe_space() -> SpaceDefinition:
@@ -81,6 +83,22 @@ class ProbeEvaluator:
         for arch, score in zip(archs, scores):
             self.cache[arch_key(arch)] = float(score)
         return np.asarray(scores, dtype=np.float64)
+
+    # the SupernetScorer side: a loss that, like the scores, prefers candidates with more parameters
+    @property
+    def num_train_batches(self) -> int:
+        return 1
+
+    @property
+    def device(self) -> torch.device:
+        return CPU
+
+    def frozen(self) -> AbstractContextManager[None]:
+        return nullcontext()
+
+    def mixed_loss(self, weights: torch.Tensor, active: np.ndarray, step: int) -> torch.Tensor:
+        table = torch.as_tensor(self.lut.unit_table("params"), dtype=weights.dtype, device=weights.device)
+        return -(weights * table).sum() / table.sum().clamp_min(1e-12)
 
 
 def training_context(s: Subject) -> TrainingContext:
