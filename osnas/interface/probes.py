@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from osnas.constraint import Constraint
+from osnas.criteria.base import Criterion
 from osnas.dataflows.memory import TensorLoader
 from osnas.interface.contract import CPU, Subject
 from osnas.registry import REGISTRIES
@@ -107,9 +108,16 @@ def training_context(s: Subject) -> TrainingContext:
     return TrainingContext(definition, lut, budget(lut, definition, 0.5), loader(), CPU, seed=0, total_epochs=2)
 
 
-def cross_entropy(output_dim: int = CLASSES) -> torch.nn.Module:
+def cross_entropy(output_dim: int = CLASSES) -> Criterion:
     """The default criterion for the probe's classes."""
-    criterion = REGISTRIES["criterion"].get("cross_entropy")
+    return criterion_for("logits", output_dim)
+
+
+def criterion_for(expects: str, output_dim: int) -> Criterion:
+    """A built-in criterion that trains on ``expects`` (a task's ``expects``): cross-entropy for logits."""
+    criteria = REGISTRIES["criterion"]
+    name = next(n for n in ["cross_entropy", *criteria.names()] if criteria.get(n).expects == expects)
+    criterion = criteria.get(name)
     return criterion(criterion.Options(), CLASSES, output_dim)
 
 

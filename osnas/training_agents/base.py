@@ -7,7 +7,7 @@ network's outputs and ``evaluate`` with a forward function and a loader.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Callable, ClassVar
+from typing import Callable, ClassVar, Literal
 
 import torch
 
@@ -28,6 +28,8 @@ class TrainingAgent(ABC):
     name: ClassVar[str]  # the registered name, set by @register
     Options: ClassVar[type[ComponentOptions]] = TrainingAgentOptions
     selection_metric: ClassVar[str] = "top1"
+    # what the criterion must train on (its ``expects``): class logits or embeddings
+    expects: ClassVar[Literal["logits", "embeddings"]] = "logits"
 
     def __init__(self, options: ComponentOptions, criterion: Criterion, num_classes: int) -> None:
         self.options = options

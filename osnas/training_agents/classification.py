@@ -20,7 +20,7 @@ class Classification(TrainingAgent):
 
     def __init__(self, options: ComponentOptions, criterion: Criterion, num_classes: int) -> None:
         super().__init__(options, criterion, num_classes)
-        if criterion.expects != "logits":
+        if criterion.expects != self.expects:
             raise ConfigError(f"criterion {criterion.name!r} trains "
                               "embeddings; task classification needs class logits (cross_entropy, focal); "
                               "embedding criteria go with task face_recognition")

@@ -62,10 +62,11 @@ class FaceRecognition(TrainingAgent):
 
     Options = FaceRecognitionOptions
     selection_metric = "verification_accuracy"
+    expects = "embeddings"
 
     def __init__(self, options: ComponentOptions, criterion: Criterion, num_classes: int) -> None:
         super().__init__(options, criterion, num_classes)
-        if criterion.expects != "embeddings":
+        if criterion.expects != self.expects:
             raise ConfigError(f"criterion {criterion.name!r} needs "
                               "class logits; task face_recognition trains embeddings: use arcface, cosface or triplet")
 
