@@ -49,11 +49,16 @@ DATA: dict[str, Callable[[Path], dict[str, Any]]] = {
 }
 
 
-def small_options(kind: str, cls: type) -> dict[str, Any]:
+# smaller budgets for the slowest strategies (seconds of CPU each at their defaults on the probe space)
+SMALL_BUDGETS = {"architecture_generator": {"iterations": 60, "save_every": 20}, "nsga2": {"generations": 4},
+                 "regularized_evolution": {"cycles": 40}}
+
+
+def small_options(kind: str, name: str, cls: type) -> dict[str, Any]:
     """Options that keep a check fast without changing what is checked."""
     if kind == "search_space" and "width_mult" in cls.Options.model_fields:
         return {"width_mult": 0.25}
-    return {}
+    return dict(SMALL_BUDGETS.get(name, {})) if kind == "search_strategy" else {}
 
 
 COMPONENTS = [(kind, name) for kind in KINDS for name in REGISTRIES[kind].names()]
@@ -62,7 +67,7 @@ COMPONENTS = [(kind, name) for kind in KINDS for name in REGISTRIES[kind].names(
 @pytest.mark.parametrize("kind, name", COMPONENTS, ids=[f"{kind}-{name}" for kind, name in COMPONENTS])
 def test_registered_component_holds_its_contract(kind, name, tmp_path):
     cls = REGISTRIES[kind].get(name)
-    overrides = small_options(kind, cls)
+    overrides = small_options(kind, name, cls)
     if kind == "dataflow" and name in DATA:
         overrides |= DATA[name](tmp_path)
     subject = Subject(kind, name, cls, overrides)
