@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from osnas.cli.app import app, err, out
+from osnas.console import labelled
 
 
 @app.command()
@@ -27,7 +28,7 @@ def compare(
         _, table = run_comparison(configs, seeds, set_ or [], output, quiet,
                                   say=lambda message: err.print(message, highlight=False))
     except KeyboardInterrupt:
-        err.print(f"[yellow]interrupted[/]; run the same command again to resume (finished runs in {output} are kept)")
+        labelled("interrupted;", "yellow", f"run the same command again to resume (finished runs in {output} are kept)")
         raise SystemExit(130)
     out.print(table)
     out.print(f"written: {output / 'comparison.csv'}, {output / 'comparison.md'}, {output / 'pareto.png'}")
