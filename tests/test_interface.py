@@ -270,7 +270,9 @@ def test_osnas_new_writes_the_stub(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(sys, "argv", ["osnas", "new", "dataflow", "my_data", "--class", "MyData",
                                       "--output-dir", str(tmp_path)])
-    main()
+    with pytest.raises(SystemExit) as exit_:  # typer's standalone mode ends every command with SystemExit
+        main()
+    assert exit_.value.code in (0, None)
     written = file_texts(tmp_path / "dataflow" / "my_data")
     assert sorted(written) == ["__init__.py", "my_data.yaml", "my_data_dataflow.py", "test_my_data.py"]
     assert "class MyData(Dataflow):" in written["my_data_dataflow.py"]
