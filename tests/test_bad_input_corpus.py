@@ -178,6 +178,8 @@ CASES = [
     Case("config-bad-set", ("config", C, "--set", "seed"), "expected KEY.PATH=VALUE", CFG),
     Case("config-markup-in-name", ("config", "[/x].yaml"), "[/x].yaml", {"[/x].yaml": {"sede": 1}}),
     Case("config-unknown-command", ("confgi",), "No such command 'confgi'"),
+    Case("markup-in-unknown-command", ("[/x]",), "No such command '[/x]'"),
+    Case("markup-in-unknown-option", ("search", "--b[/x]"), "--b[/x]"),
     Case("bench-unknown-section", ("bench", "--only", "nosuch"), "unknown section(s) ['nosuch']"),
     Case("bench-unknown-space", ("bench", "--only", "overhead", "--space", "nasnett"), "nasnett"),
 ]
