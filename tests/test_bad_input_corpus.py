@@ -21,7 +21,8 @@ from tests.datasets import run_cli
 from tests.small_config import small_config
 
 ARCH = {"space": "proxylessnas", "indices": [0] * 21}
-MAX_MESSAGE = 4000  # characters: a message quoting a huge value must cut it
+MAX_MESSAGE = 4000
+SMALL = ("--input-size", "32", "--runs", "1")  # profile: a valid architecture is measured in milliseconds  # characters: a message quoting a huge value must cut it
 
 
 class Case(NamedTuple):
@@ -105,7 +106,7 @@ CASES = [
          {**CFG, "a.json": arch(space="fbnet")}),
     Case("train-arch-out-of-range", ("train", "--config", C, "--arch", "a.json"), "layer 0 has index 99",
          {**CFG, "a.json": arch(indices=[99] + [0] * 20)}),
-    Case("train-arch-nan", ("train", "--config", C, "--arch", "a.json"), "a.json",
+    Case("train-arch-nan", ("train", "--config", C, "--arch", "a.json"), "a.json: architecture",
          {**CFG, "a.json": arch(indices=[float("nan")] + [0] * 20)}),
     Case("train-arch-huge-index", ("train", "--config", C, "--arch", "a.json"), "a.json",
          {**CFG, "a.json": arch(indices=[10 ** 30] + [0] * 20)}, "api"),
@@ -133,15 +134,15 @@ CASES = [
     Case("profile-unknown-preset", ("profile", "-s", "proxylessnas", "--arch", "nopreset"), "nopreset"),
     Case("profile-bad-space-option", ("profile", "-s", "proxylessnas", "--arch", "a.json", "--set-space", "widht=1"),
          "widht", {"a.json": arch()}),
-    Case("profile-arch-nan", ("profile", "-s", "proxylessnas", "--arch", "a.json"), "a.json",
+    Case("profile-arch-nan", ("profile", "-s", "proxylessnas", "--arch", "a.json", *SMALL), "got [nan, 0",
          {"a.json": arch(indices=[float("nan")] + [0] * 20)}),
-    Case("profile-arch-huge-index", ("profile", "-s", "proxylessnas", "--arch", "a.json"), "a.json",
+    Case("profile-arch-huge-index", ("profile", "-s", "proxylessnas", "--arch", "a.json", *SMALL), "a.json",
          {"a.json": arch(indices=[10 ** 30] + [0] * 20)}, "api"),
-    Case("profile-arch-float-index", ("profile", "-s", "proxylessnas", "--arch", "a.json"), "a.json",
+    Case("profile-arch-float-index", ("profile", "-s", "proxylessnas", "--arch", "a.json", *SMALL), "a.json",
          {"a.json": arch(indices=[0.9] + [0] * 20)}, "api"),
-    Case("profile-arch-bool-index", ("profile", "-s", "proxylessnas", "--arch", "a.json"), "a.json",
+    Case("profile-arch-bool-index", ("profile", "-s", "proxylessnas", "--arch", "a.json", *SMALL), "a.json",
          {"a.json": arch(indices=[True] + [0] * 20)}, "api"),
-    Case("profile-arch-string-index", ("profile", "-s", "proxylessnas", "--arch", "a.json"), "a.json",
+    Case("profile-arch-string-index", ("profile", "-s", "proxylessnas", "--arch", "a.json", *SMALL), "a.json",
          {"a.json": arch(indices=["1"] + [0] * 20)}, "api"),
     Case("profile-input-size-huge", ("profile", "-s", "proxylessnas", "--arch", "mobile", "--input-size", "20000"),
          "input", {}, "api", runs_away=True),
