@@ -120,7 +120,7 @@ CASES = [
     Case("compare-usage-seeds-0", ("compare", C, "--seeds", "0"), "--seeds", CFG),
     Case("compare-missing-config", ("compare", "nope.yaml", "--seeds", "1"), "nope.yaml"),
     Case("compare-bad-config", ("compare", C, "--seeds", "1"), "unknown key 'sede'", {C: {"sede": 1}}),
-    Case("compare-output-is-a-file", ("compare", C, "--seeds", "1", "--output", C), C, CFG, "compare"),
+    Case("compare-output-is-a-file", ("compare", C, "--seeds", "1", "--output", C), "c.yaml is a file", CFG),
     # report
     Case("report-missing", ("report", "nothere"), "nothere"),
     Case("report-not-a-run", ("report", "."), "config.yaml"),

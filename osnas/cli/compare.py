@@ -9,6 +9,7 @@ import typer
 
 from osnas.cli.app import app, err, out
 from osnas.console import labelled
+from osnas.output_dir import check_output_dir
 
 
 @app.command()
@@ -22,6 +23,7 @@ def compare(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars inside the runs."),
 ) -> None:
     """Run every config for every seed; write comparison.csv, comparison.md and pareto.png."""
+    check_output_dir(output)
     try:
         from osnas.compare import compare as run_comparison  # matplotlib: imported only when used
 

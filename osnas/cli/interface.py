@@ -59,7 +59,7 @@ def check(
         out.print(f"[red]✗[/] the package imports: {escape(str(exc))}", markup=True)
         raise SystemExit(1)
     source = shown(Path(inspect.getsourcefile(subject.cls) or subject.cls.__module__))
-    out.print(f"[bold]{escape(kind)} {escape(name)}[/]: class {subject.cls.__qualname__} in {escape(source)}",
+    out.print(f"[bold]{escape(kind)} {escape(name)}[/]: class {escape(subject.cls.__qualname__)} in {escape(source)}",
               markup=True, highlight=False)
     broken = 0
     for rule, outcome in check_component(subject):

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from osnas.config import COMPONENT_SECTIONS
 from osnas.errors import OsnasError
+from osnas.output_dir import check_output_dir
 from osnas.registry import KINDS, REGISTRIES, load_builtins
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -159,17 +160,6 @@ def check_python(filename: str, text: str, cls: str) -> None:
             through = "" if own == cls else f" (through its options class {own!r})"
             raise InterfaceError(f"class name {cls!r} collides{through} with a name the generated {filename} "
                                  "already uses; choose another class name")
-
-
-def check_output_dir(directory: Path) -> None:
-    """``directory`` is a folder or can be created: no file on its path, its nearest existing folder writable."""
-    for parent in (directory, *directory.parents):
-        if parent.exists():
-            if not parent.is_dir():
-                raise InterfaceError(f"cannot write into {directory}: {parent} is a file, not a directory")
-            if not os.access(parent, os.W_OK | os.X_OK):
-                raise InterfaceError(f"cannot write into {directory}: {parent} is read-only")
-            return
 
 
 def check_file_name(path: Path) -> None:
