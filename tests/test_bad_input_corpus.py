@@ -241,3 +241,20 @@ def test_corpus_covers_every_command():
     commands |= {g.name for g in app.registered_groups}
     covered = {case.argv[0] for case in CASES}
     assert commands <= covered, f"no bad-input case for {sorted(commands - covered)}"
+
+
+
+@pytest.mark.parametrize("source", [
+    pytest.param("raise RuntimeError('broken on purpose')\n", id="raises"),
+    pytest.param("def oops(:\n", id="syntax-error",
+                 marks=pytest.mark.xfail(strict=True, reason="fixed by structure (names the plugin's own file)")),
+])
+def test_warning_quotes_a_plugin_path_verbatim(source, tmp_path, monkeypatch, capsys):
+    """A plugin that fails to import is a warning naming its file; markup-like text in the path survives."""
+    package = tmp_path / "p[/x]" / "criterion" / "broken"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(source)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(capsys, "--plugins", "p[/x]", "list", "criterion")
+    assert code == 0 and "Traceback" not in err, err
+    assert "warning: could not import user component" in err and "p[/x]/criterion/broken" in err, err
