@@ -106,7 +106,7 @@ CASES = [
          {**CFG, "a.json": arch(space="fbnet")}),
     Case("train-arch-out-of-range", ("train", "--config", C, "--arch", "a.json"), "layer 0 has index 99",
          {**CFG, "a.json": arch(indices=[99] + [0] * 20)}),
-    Case("train-arch-nan", ("train", "--config", C, "--arch", "a.json"), "a.json: architecture",
+    Case("train-arch-nan", ("train", "--config", C, "--arch", "a.json"), "got [nan, 0",
          {**CFG, "a.json": arch(indices=[float("nan")] + [0] * 20)}),
     Case("train-arch-huge-index", ("train", "--config", C, "--arch", "a.json"), "a.json",
          {**CFG, "a.json": arch(indices=[10 ** 30] + [0] * 20)}, "api"),
