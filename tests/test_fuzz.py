@@ -94,13 +94,14 @@ def test_fuzz_set_overrides(base_config, tmp_path_factory):
     config = tmp_path_factory.mktemp("fuzz-set") / "c.yaml"
     config.write_text(yaml.safe_dump(base_config))
     known = paths_of(base_config) + ["supernet.optimizer.lr", "final.optimizer.lr", "search_space.width_mult"]
-    path_strategy = st.one_of(st.sampled_from(known), TEXT,
-                              st.builds(lambda p, t: f"{p}.{t}", st.sampled_from(known), TEXT))
-    value_strategy = st.one_of(TRICKY, SCALARS.map(str), TEXT)
+    known_path = st.sampled_from(known)
+    path_strategy = st.one_of(known_path, known_path, known_path, TEXT,  # mostly real keys: reach value checks
+                              st.builds(lambda p, t: f"{p}.{t}", known_path, TEXT))
+    value_strategy = st.one_of(TRICKY, SCALARS.map(str), st.integers(0, 9).map(str), TEXT)
     counter = Counter()
 
     @fuzz(120)
-    @given(st.lists(st.tuples(path_strategy, value_strategy), min_size=1, max_size=3))
+    @given(st.lists(st.tuples(path_strategy, value_strategy), min_size=1, max_size=2))
     def run(items: list[tuple[str, str]]) -> None:
         args = [arg for path, value in items for arg in ("--set", f"{path}={value}")]
         code, _ = outcome("config", str(config), *args)
