@@ -28,12 +28,13 @@ def run(device: str = "cpu", quick: bool = False, only: Optional[list[str]] = No
         record: Optional[Path] = None, command: str | None = None, spaces: Optional[list[str]] = None) -> int:
     sections = set(only) if only else None
     if sections and not sections <= set(SECTIONS):
-        labelled("error:", "red", f"unknown section(s) {sorted(sections - set(SECTIONS))}; valid: {', '.join(SECTIONS)}")
+        labelled("error:", "red", f"unknown section(s) {sorted(sections - set(SECTIONS))}; valid: {', '.join(SECTIONS)}",
+                 console)
         return 2
     known = REGISTRIES["search_space"].names()
     if spaces and not set(spaces) <= set(known):
         labelled("error:", "red", f"unknown search space(s) {sorted(set(spaces) - set(known))}; "
-                 f"registered: {', '.join(known)}")
+                 f"registered: {', '.join(known)}", console)
         return 2
     report = run_suite(torch.device(device), quick=quick, sections=sections, echo=echo, spaces=spaces)
     if record is not None:
