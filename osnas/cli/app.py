@@ -68,12 +68,13 @@ def fail(message: str) -> None:
 
 def user_frame(exc: BaseException) -> traceback.FrameSummary | None:
     """The innermost frame of ``exc``'s traceback that lies in a loaded plugin directory, if any."""
-    while exc is not None:  # an osnas wrapper may re-raise: look through the causes too
-        frames = [frame for frame in traceback.extract_tb(exc.__traceback__)
+    current: BaseException | None = exc
+    while current is not None:  # an osnas wrapper may re-raise: look through the causes too
+        frames = [frame for frame in traceback.extract_tb(current.__traceback__)
                   if any(Path(frame.filename).resolve().is_relative_to(root) for root in State.plugin_dirs)]
         if frames:
             return frames[-1]
-        exc = exc.__cause__ or exc.__context__
+        current = current.__cause__ or current.__context__
     return None
 
 
@@ -91,7 +92,7 @@ def main() -> None:
             raise
         fail(str(exc))
     except KeyboardInterrupt:
-        labelled("interrupted", "yellow", "")
+        err.print("interrupted", style="yellow")
         raise SystemExit(130)
     except SystemExit:
         distributed.shutdown()
