@@ -258,3 +258,19 @@ def test_warning_quotes_a_plugin_path_verbatim(source, tmp_path, monkeypatch, ca
     code, out, err = run_cli(capsys, "--plugins", "p[/x]", "list", "criterion")
     assert code == 0 and "Traceback" not in err, err
     assert "warning: could not import user component" in err and "p[/x]/criterion/broken" in err, err
+
+
+def test_a_bug_in_osnas_is_an_internal_error(monkeypatch, capsys):
+    """Not every exception is the user's: one raised in osnas's own code exits 1 and says so."""
+    def broken() -> None:
+        raise RuntimeError("osnas itself [/x]")
+
+    import importlib
+
+    app_module = importlib.import_module("osnas.cli.app")  # the attribute osnas.cli.app is the Typer object
+    monkeypatch.setattr(app_module, "load_builtins", broken)
+    code, out, err = run_cli(capsys, "list")
+    assert code == 1 and "Traceback" not in err, err
+    assert "internal error: RuntimeError: osnas itself [/x] (run with --debug for the traceback)" in err
+    with pytest.raises(RuntimeError, match="osnas itself"):
+        run_cli(capsys, "--debug", "list")
