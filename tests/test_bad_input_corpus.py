@@ -274,3 +274,14 @@ def test_a_bug_in_osnas_is_an_internal_error(monkeypatch, capsys):
     assert "internal error: RuntimeError: osnas itself [/x] (run with --debug for the traceback)" in err
     with pytest.raises(RuntimeError, match="osnas itself"):
         run_cli(capsys, "--debug", "list")
+
+
+def test_report_prints_markup_like_names_verbatim(tmp_path, capsys, lut_dir):
+    """Tables print user text as written: a run directory and candidate names holding ``[...]``."""
+    run = tmp_path / "r[bold]"
+    create(tmp_path, {"r[bold]/config.yaml": {},
+                      "r[bold]/architecture.json": json.dumps({**ARCH, "candidates": ["[bold]k3[/bold]"]})}, lut_dir)
+    code, out, err = run_cli(capsys, "report", str(run))
+    assert code == 0, err
+    text = " ".join(out.replace("│", " ").split())
+    assert "r[bold] (no results yet)" in text and "[bold]k3[/bold]" in text, text
