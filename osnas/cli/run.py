@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import typer
+from rich.markup import escape
 
 from osnas import distributed, tb
 from osnas.agent import MainAgent
@@ -49,8 +50,10 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 
 @contextlib.contextmanager
-def resumable(run: RunDir) -> Iterator[None]:
+def resumable(run: RunDir, again: str | None = None) -> Iterator[None]:
     """Ctrl-C or SIGTERM (a scheduler's preemption) ends the run with a hint on how to continue it.
+
+    ``again``: the command that continues it (default ``osnas search --resume RUN``).
 
     A checkpoint being written is finished first (see ``run_dir.deferred_interrupts``);
     the exit code is 130, as for any interrupted command.
@@ -61,7 +64,7 @@ def resumable(run: RunDir) -> Iterator[None]:
         yield
     except KeyboardInterrupt:
         err.print(f"[yellow]interrupted[/]; the checkpoints of the last completed epoch or search step are kept. "
-                  f"Continue with: osnas search --resume {run.path}", highlight=False, soft_wrap=True)
+                  f"Continue with: {escape(again or f'osnas search --resume {run.path}')}", highlight=False, soft_wrap=True)
         raise SystemExit(130) from None
     finally:
         if main:
