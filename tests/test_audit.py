@@ -88,44 +88,35 @@ def test_bad_settings_are_refused_before_anything_runs(tmp_path):
         AuditSettings(k=1).check()
 
 
-def _search(tmp_path: Path, capsys) -> Path:
-    config = write_config(tmp_path / "c.yaml", small_config(tmp_path, tmp_path / "luts"))
-    code, _, err = run_cli(capsys, "search", "--config", str(config), "--quiet")
-    assert code == 0, err
-    (run_dir,) = [p for p in (tmp_path / "runs").iterdir() if p.name != "lookup_tables"]
-    return run_dir
-
-
-def test_audit_end_to_end_resumes_after_interruption(tmp_path, capsys, monkeypatch):
-    run_dir = _search(tmp_path, capsys)
-    args = ("--k", "3", "--proxy-epochs", "1", "--top-k", "2", "--quiet")
-
+def test_audit_phase_of_a_search_resumes_with_osnas_audit(tmp_path, capsys, monkeypatch):
+    audit = {"enabled": True, "k": 3, "proxy_epochs": 1, "top_k": 2}
+    config = write_config(tmp_path / "c.yaml", small_config(tmp_path, tmp_path / "luts", audit=audit))
     original = Audit._save_state
 
     def save_then_interrupt(self):
         original(self)
-        done = [s for s in self.state["standalone"] if s is not None]
-        if len(done) == 2:
+        if sum(s is not None for s in self.state["standalone"]) == 2:
             raise KeyboardInterrupt
 
     monkeypatch.setattr(Audit, "_save_state", save_then_interrupt)
-    code, _, err = run_cli(capsys, "audit", "--run", str(run_dir), *args)
-    assert code == 130 and f"osnas audit --run {run_dir}" in err
+    code, _, err = run_cli(capsys, "search", "--config", str(config), "--quiet")
+    assert code == 130, err
     monkeypatch.undo()
+    (run_dir,) = [p for p in (tmp_path / "runs").iterdir() if p.name != "lookup_tables"]
+    assert (run_dir / "results.json").is_file()  # the audit runs after the search's own phases
     state = json.loads((run_dir / "audit_state.json").read_text())
     assert sum(s is not None for s in state["standalone"]) == 2 and not (run_dir / "audit.json").exists()
 
-    code, out, err = run_cli(capsys, "audit", "--run", str(run_dir), *args)
+    code, out, err = run_cli(capsys, "audit", "--run", str(run_dir), "--quiet")  # settings from the run's config
     assert code == 0, err
     # only the two architectures left are trained after the resume
     assert out.count("audit: architecture") == 2 and "architecture 3/4 trained" in out
+    assert "Kendall tau" in out and "found's rank" in out
     result = json.loads((run_dir / "audit.json").read_text())
     assert (run_dir / "audit.png").stat().st_size > 0
-    assert "Kendall tau" in out and "found's rank" in out
-
-    # the two architectures finished before the interruption keep their scores
     assert [a["standalone_score"] for a in result["archs"]][:2] == [s for s in state["standalone"] if s is not None]
     assert [a["indices"] for a in result["archs"]] == state["archs"]
+
     assert result["version"] == 1 and result["k"] == 3 and result["proxy_epochs"] == 1 and result["top_k"] == 2
     assert len(result["archs"]) == 4 and [a["found"] for a in result["archs"]] == [False, False, False, True]
     found = result["archs"][-1]
@@ -143,8 +134,13 @@ def test_audit_end_to_end_resumes_after_interruption(tmp_path, capsys, monkeypat
         assert arch["costs"]["macs"] <= 3.0 and 0.0 <= arch["standalone_score"] <= 100.0
 
     # another setting cannot silently continue this audit's state
-    code, _, err = run_cli(capsys, "audit", "--run", str(run_dir), "--k", "4", "--proxy-epochs", "1", "--quiet")
+    code, _, err = run_cli(capsys, "audit", "--run", str(run_dir), "--k", "4", "--quiet")
     assert code == 2 and "audit_state.json" in err
+
+    # an interrupted `osnas audit` names the command that continues it
+    monkeypatch.setattr(Audit, "run_all", lambda self: (_ for _ in ()).throw(KeyboardInterrupt))
+    code, _, err = run_cli(capsys, "audit", "--run", str(run_dir), "--quiet")
+    assert code == 130 and f"osnas audit --run {run_dir}" in err
 
 
 def test_audit_of_an_unfinished_run_is_a_clear_error(tmp_path, capsys):
