@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from osnas import distributed
 from osnas.agent import MainAgent
 from osnas.config import AuditConfig, Config, read_yaml, validate_config, with_overrides
 from osnas.constraint import Constraint
@@ -33,7 +34,6 @@ from osnas.errors import InfeasibleConstraintError, OsnasError
 from osnas.run_dir import RunDir, read_json
 from osnas.search_spaces.supernet import Supernet
 from osnas.search_strategies.base import arch_key
-from osnas.search_strategies.evaluator import Evaluator
 from osnas.training import DTYPES, compute_in
 
 STATE_FILE = "audit_state.json"
@@ -245,8 +245,9 @@ class Audit:
         comp = self.agent.setup()
         ev = self.config.evaluation
         train_loader, val_loader = comp.dataflow.search_split()
-        evaluator = Evaluator(load_run_supernet(self.run, self.agent), comp.agent, train_loader, val_loader,
-                              ev.bn_batches, ev.val_batches)
+        supernet = load_run_supernet(self.run, self.agent)
+        evaluator = distributed.ShardedEvaluator(supernet, comp.agent, train_loader, val_loader, ev.bn_batches,
+                                                 ev.val_batches)
         scores = evaluator.evaluate(np.asarray(self.state["archs"], dtype=np.int64))
         self.state["supernet"] = [float(s) for s in scores]
         self._save_state()
@@ -261,7 +262,7 @@ class Audit:
                 continue
             folder = self.run.file("audit") / f"arch-{i:02d}"
             folder.mkdir(parents=True, exist_ok=True)
-            self.agent.run = RunDir(folder)
+            self.agent.run = distributed.rank_view(RunDir(folder))
             _, metrics = self.agent.train_child(np.asarray(arch, dtype=np.int64))
             score = float(metrics[comp.agent.selection_metric])
             self.state["standalone"][i] = score

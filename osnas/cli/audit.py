@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from osnas import distributed
 from osnas.cli.app import app, out
 from osnas.cli.run import attach_log, resumable
 from osnas.config import read_yaml, validate_config
@@ -32,7 +33,7 @@ def audit(
     Rerunning the same command continues an interrupted audit."""
     from osnas.audit import Audit, AuditSettings
 
-    run = RunDir.open(run_dir)
+    run = distributed.rank_view(RunDir.open(run_dir))
     saved = validate_config(read_yaml(run.file("config.yaml")), source=str(run.file("config.yaml"))).audit
     settings = AuditSettings(
         k=saved.k if k is None else k,
@@ -45,6 +46,8 @@ def audit(
     attach_log(run)
     with resumable(run, f"osnas audit --run {run.path}"):
         result = job.run_all()
+    if not distributed.is_main():
+        return
     out.print(audit_table(result))
     out.print(f"written: {escape(str(run.file('audit.json')))}, {escape(str(run.file('audit.png')))}")
 
