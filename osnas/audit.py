@@ -263,6 +263,7 @@ class Audit:
             folder = self.run.file("audit") / f"arch-{i:02d}"
             folder.mkdir(parents=True, exist_ok=True)
             self.agent.run = distributed.rank_view(RunDir(folder))
+            self.agent.timer.seconds.clear()  # each architecture's metrics count its own seconds
             _, metrics = self.agent.train_child(np.asarray(arch, dtype=np.int64))
             score = float(metrics[comp.agent.selection_metric])
             self.state["standalone"][i] = score

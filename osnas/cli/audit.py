@@ -41,7 +41,7 @@ def audit(
         top_k=saved.top_k if top_k is None else top_k,
         seed=saved.seed if seed is None else seed,
     )
-    job = Audit(run, settings, quiet=quiet, say=lambda message: out.print(escape(message), highlight=False))
+    job = Audit(run, settings, quiet=quiet, say=lambda message: out.print(escape(message), highlight=False, soft_wrap=True))
     run.lock()
     attach_log(run)
     with resumable(run, f"osnas audit --run {run.path}"):
