@@ -332,7 +332,7 @@ def plot_audit(result: dict[str, Any], path: Path) -> Path:
                  f"Spearman rho {fmt(result['spearman_rho'])}", fontsize=9)
     ax.set_xlabel(f"supernet score (validation {result['metric']}, BN recalibrated)")
     ax.set_ylabel(f"stand-alone validation {result['metric']} ({result['proxy_epochs']} epochs)")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     return save_figure(figure, path)
 
 
