@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from osnas import distributed
@@ -41,7 +40,7 @@ def audit(
         top_k=saved.top_k if top_k is None else top_k,
         seed=saved.seed if seed is None else seed,
     )
-    job = Audit(run, settings, quiet=quiet, say=lambda message: out.print(escape(message), highlight=False, soft_wrap=True))
+    job = Audit(run, settings, quiet=quiet, say=lambda message: out.print(message, highlight=False, soft_wrap=True))
     run.lock()
     attach_log(run)
     with resumable(run, f"osnas audit --run {run.path}"):
@@ -49,7 +48,7 @@ def audit(
     if not distributed.is_main():
         return
     out.print(audit_table(result))
-    out.print(f"written: {escape(str(run.file('audit.json')))}, {escape(str(run.file('audit.png')))}")
+    out.print(f"written: {run.file('audit.json')}, {run.file('audit.png')}", highlight=False, soft_wrap=True)
 
 
 def audit_table(result: dict) -> Table:
