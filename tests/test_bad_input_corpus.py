@@ -125,6 +125,14 @@ CASES = [
     Case("report-missing", ("report", "nothere"), "nothere"),
     Case("report-not-a-run", ("report", "."), "config.yaml"),
     Case("report-bad-results", ("report", "run"), "results.json", RUN, "api"),
+    # audit
+    Case("audit-usage-no-run", ("audit",), "--run"),
+    Case("audit-not-a-run", ("audit", "--run", "."), "is not an osnas run directory"),
+    Case("audit-markup-in-run", ("audit", "--run", "a[/x]b"), "a[/x]b"),
+    Case("audit-no-supernet", ("audit", "--run", "run"), "has no supernet.pt", RUN),
+    Case("audit-k-too-small", ("audit", "--run", "run", "--k", "1"), "k must be >= 2", RUN),
+    Case("audit-top-k-too-large", ("audit", "--run", "run", "--k", "3", "--top-k", "9"), "top_k must be between 1 and",
+         RUN),
     # generate
     Case("generate-usage-no-target", ("generate", "--run", "run"), "--target", RUN),
     Case("generate-no-generator", ("generate", "--run", "run", "--target", "1"), "run", RUN),

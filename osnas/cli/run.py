@@ -50,8 +50,10 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 
 @contextlib.contextmanager
-def resumable(run: RunDir) -> Iterator[None]:
+def resumable(run: RunDir, again: str | None = None) -> Iterator[None]:
     """Ctrl-C or SIGTERM (a scheduler's preemption) ends the run with a hint on how to continue it.
+
+    ``again``: the command that continues it (default ``osnas search --resume RUN``).
 
     A checkpoint being written is finished first (see ``run_dir.deferred_interrupts``);
     the exit code is 130, as for any interrupted command.
@@ -62,7 +64,7 @@ def resumable(run: RunDir) -> Iterator[None]:
         yield
     except KeyboardInterrupt:
         labelled("interrupted;", "yellow", "the checkpoints of the last completed epoch or search step are kept. "
-                 f"Continue with: osnas search --resume {run.path}")
+                 f"Continue with: {again or f'osnas search --resume {run.path}'}")
         raise SystemExit(130) from None
     finally:
         if main:
