@@ -335,7 +335,7 @@ class MainAgent:
         ev = self.config.evaluation
         train_loader, val_loader = comp.dataflow.search_split()
         evaluator = distributed.ShardedEvaluator(supernet, comp.agent, train_loader, val_loader, ev.bn_batches,
-                                                 ev.val_batches)
+                                                 ev.val_batches, ev.prefix_cache_mb)
         resume = None
         logged = [0]  # search records in metrics.jsonl, so a resumed search logs each evaluation once
         if self.run.exists("search_state.pt"):
