@@ -370,6 +370,7 @@ class MainAgent:
                                     training_strategy=self.strategy, log=log_record,
                                     save_state=save_state, resume_state=resume, run_dir=self.run.path)
             result = strategy.search(context)
+        self.say(f"search: {evaluator.describe_cache()}")
         if not comp.constraint.feasible(result.best):
             raise OsnasError(f"search strategy {self.config.search_strategy.name!r} returned an architecture "
                              f"that breaks {comp.constraint.describe()}")

@@ -13,6 +13,7 @@ from osnas.registry import REGISTRIES
 from osnas.search_spaces.supernet import Supernet
 from osnas.search_strategies.evaluator import Evaluator
 from osnas.search_strategies.prefix_cache import PrefixCache, PrefixState
+from osnas.training import compute_in
 
 
 def agent():
@@ -91,12 +92,14 @@ def test_tight_cap_evicts_and_stays_exact():
     assert stats["evictions"] > 0 and stats["peak_bytes"] <= one_layer
 
 
-def test_no_recalibration_batches_is_exact_too():
+@pytest.mark.parametrize("bn_batches, dtype", [(0, torch.float32), (1, torch.float64)])
+def test_no_recalibration_or_float64_is_exact_too(bn_batches, dtype):
     _, definition = load_space("spos", ["width_mult=0.25"], 16, 3, 10)
     torch.manual_seed(2)
-    net = Supernet(definition)
-    archs = candidates(definition, 5)
-    plain, cached = evaluator(copy.deepcopy(net), 0, bn_batches=0), evaluator(copy.deepcopy(net), 16, bn_batches=0)
+    net = compute_in(Supernet(definition), dtype)  # float64 casts the float32 batches on entry
+    archs = candidates(definition, 5)[:5]
+    plain = evaluator(copy.deepcopy(net), 0, bn_batches=bn_batches)
+    cached = evaluator(copy.deepcopy(net), 16, bn_batches=bn_batches)
     assert np.array_equal(plain.evaluate(archs), cached.evaluate(archs))
 
 

@@ -248,20 +248,24 @@ def input_pipeline(device: torch.device, n: int = 10_000, batch: int = 64, repea
 
 
 # ----------------------------------------------------------------------------- 5. end to end
-def end_to_end(config: Path, device: torch.device) -> dict[str, float]:
-    """Seconds per phase of a full run of ``config`` (in a temporary output directory)."""
+def end_to_end(config: Path, device: torch.device, overrides: tuple[str, ...] = (),
+               inspect: Callable[[Any, Path], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Seconds per phase of a full run of ``config`` (in a temporary output directory).
+
+    ``inspect(config, run_path)`` may measure more on the finished run before it is deleted."""
     from osnas.agent import MainAgent
     from osnas.config import load_config
     from osnas.run_dir import RunDir
 
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = load_config(config, [f"output.dir={tmp}", "logging.progress=false", "device=" + device.type])
+        cfg = load_config(config, [f"output.dir={tmp}", "logging.progress=false", "device=" + device.type, *overrides])
         agent = MainAgent(cfg, quiet=True)
         agent.setup()
         agent.run = RunDir.create(tmp, "bench")
         agent.run.write_text("config.yaml", cfg.to_yaml())
         results = agent.run_search()
-    return {**results["seconds"], "test_top1": results["test_top1"], "macs_m": results["macs"] / 1e6}
+        extra = inspect(cfg, agent.run.path) if inspect else {}
+    return {**results["seconds"], "test_top1": results["test_top1"], "macs_m": results["macs"] / 1e6, **extra}
 
 
 # ----------------------------------------------------------------------------- 6. strategies
@@ -405,6 +409,16 @@ def run_suite(device: torch.device, quick: bool = False, sections: set[str] | No
         report.add(Figure("input", f"batched input time per batch of {batch} / single-path supernet step",
                           f"{batch / fast * 1e3:.2f} ms vs {base['step_s'] * 1e3:.0f} ms ({share:.3%})", share, "< 0.05",
                           share < 0.05), echo)
+    if want("compilers"):
+        from osnas.bench.compilers import compiler_figures
+
+        for figure in compiler_figures(device, quick):
+            report.add(figure, echo)
+    if want("job") and not quick:
+        from osnas.bench.job import job_figures
+
+        for figure in job_figures(device):
+            report.add(figure, echo)
     if want("e2e") and not quick:
         root = Path(__file__).resolve().parents[2]
         phases = end_to_end(root / "configs" / "quickstart.yaml", device)

@@ -74,6 +74,10 @@ def load_bn_buffers(norms: list[nn.modules.batchnorm._BatchNorm], states: tuple[
             m.num_batches_tracked.copy_(state[2])
 
 
+def cast(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return x.to(dtype) if x.is_floating_point() else x
+
+
 class Evaluator:
     """``evaluate(archs) -> scores`` (higher is better) with BN recalibration and a cache.
 
@@ -92,7 +96,7 @@ class Evaluator:
         val_loader: Loader,
         bn_batches: int = 4,
         val_batches: int = 4,
-        prefix_cache_mb: float = 512.0,
+        prefix_cache_mb: float = 2048.0,
     ) -> None:
         self.supernet = supernet
         self.agent = agent
@@ -152,15 +156,16 @@ class Evaluator:
         stops = [stop for _, stop in supernet.definition.item_slices]
         count = len(supernet.items)
         start, state = 0, None
-        for i in range(count - 2, -1, -1):  # the last item's outputs are never stored
+        for i in range(count - 1, -1, -1):
             state = cache.lookup((i, *key[:stops[i]]))
             if state is not None:
                 start = i + 1
                 break
         cache.hits += start
         cache.misses += count - start
-        recal = list(state.recal) if state else [x for x, _ in self.bn_data]
-        val = list(state.val) if state else [x for x, _ in self.val_data]
+        dtype = next(supernet.parameters()).dtype  # the input cast of training.compute_in, which item calls skip
+        recal = list(state.recal) if state else [cast(x, dtype) for x, _ in self.bn_data]
+        val = list(state.val) if state else [cast(x, dtype) for x, _ in self.val_data]
         norms = state.norms if state else ()
         if state:  # leave the supernet's BN buffers as a full recalibration would
             load_bn_buffers(batchnorms(supernet.path_modules(arch)[:start]), norms)
@@ -175,7 +180,7 @@ class Evaluator:
                 recal = []
             val = [supernet.item_forward(i, x, arch) for x in val]
             norms = norms + bn_buffers(item_norms)
-            if i < count - 1:
+            if stops[i] < len(key):  # a prefix of the whole architecture only (the score cache holds the rest)
                 cache.put((i, *key[:stops[i]]), PrefixState(tuple(recal), tuple(val), norms))
         outputs = {id(x): out for (x, _), out in zip(self.val_data, val)}
 
@@ -202,6 +207,15 @@ class Evaluator:
     def cache_stats(self) -> dict[str, int | float]:
         """Prefix-cache counters (items reused vs computed, bytes held); empty when it is off."""
         return {} if self.prefix_cache is None else self.prefix_cache.stats()
+
+    def describe_cache(self) -> str:
+        """One line for the log: how much the prefix cache saved and held."""
+        stats = self.cache_stats()
+        if not stats:
+            return "prefix cache off"
+        return (f"prefix cache: {stats['hits']} of {stats['hits'] + stats['misses']} layer evaluations reused "
+                f"({stats['hit_rate']:.0%}), peak {stats['peak_bytes'] / 2**20:.0f} MB of "
+                f"{stats['max_bytes'] / 2**20:.0f} MB, {stats['evictions']} evictions")
     def state_dict(self) -> dict[str, object]:
         return {"cache": [[list(k), v] for k, v in self.cache.items()]}
 
