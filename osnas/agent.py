@@ -335,7 +335,7 @@ class MainAgent:
         ev = self.config.evaluation
         train_loader, val_loader = comp.dataflow.search_split()
         evaluator = distributed.ShardedEvaluator(supernet, comp.agent, train_loader, val_loader, ev.bn_batches,
-                                                 ev.val_batches)
+                                                 ev.val_batches, ev.prefix_cache_mb)
         strategy_cls = REGISTRIES["search_strategy"].get(self.config.search_strategy.name)
         strategy = strategy_cls(self.config.search_strategy.options)
         logged = [0]  # search records in metrics.jsonl, so a resumed search logs each evaluation once
@@ -369,6 +369,7 @@ class MainAgent:
                                     training_strategy=self.strategy, log=log_record,
                                     save_state=save_state, save_file=self.run.save_checkpoint)
             result = strategy.search(context)
+        self.say(f"search: {evaluator.describe_cache()}")
         if not comp.constraint.feasible(result.best):
             raise OsnasError(f"search strategy {self.config.search_strategy.name!r} returned an architecture "
                              f"that breaks {comp.constraint.describe()}")

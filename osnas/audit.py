@@ -247,7 +247,7 @@ class Audit:
         train_loader, val_loader = comp.dataflow.search_split()
         supernet = load_run_supernet(self.run, self.agent)
         evaluator = distributed.ShardedEvaluator(supernet, comp.agent, train_loader, val_loader, ev.bn_batches,
-                                                 ev.val_batches)
+                                                 ev.val_batches, ev.prefix_cache_mb)
         scores = evaluator.evaluate(np.asarray(self.state["archs"], dtype=np.int64))
         self.state["supernet"] = [float(s) for s in scores]
         self._save_state()
