@@ -74,7 +74,7 @@ class _File(BaseModel):
         return [name for name, field in cls.model_fields.items() if field.is_required()]
 
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(exclude_none=True)
+        return self.model_dump(exclude_none=True, exclude_unset=True)
 
 
 class Architecture(_File):

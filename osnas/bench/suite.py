@@ -128,7 +128,7 @@ def cost_queries(n: int = 100_000) -> tuple[float, float]:
 # ----------------------------------------------------------------------------- 3. evaluation
 def candidate_evaluation(device: torch.device, candidates: int = 12) -> tuple[float, float]:
     """(architectures per second with BN recalibration, speed-up of a cache hit)."""
-    from osnas.agent import build_components
+    from osnas.components import build_components
     from osnas.search_strategies.evaluator import Evaluator
 
     root = Path(__file__).resolve().parents[2]
@@ -138,7 +138,7 @@ def candidate_evaluation(device: torch.device, candidates: int = 12) -> tuple[fl
     comp = build_components(cfg, device, None)
     supernet = Supernet(comp.definition).to(device)
     train, val = comp.dataflow.search_split()
-    ev = Evaluator(supernet, comp.agent, train, val, cfg.evaluation.bn_batches, cfg.evaluation.val_batches)
+    ev = Evaluator(supernet, comp.training_agent, train, val, cfg.evaluation.bn_batches, cfg.evaluation.val_batches)
     archs = comp.definition.sample(np.random.default_rng(0), candidates)
     first = time_call(lambda: ev.evaluate(archs), device)
     again = time_call(lambda: ev.evaluate(archs), device)
@@ -219,17 +219,12 @@ def input_pipeline(device: torch.device, n: int = 10_000, batch: int = 64, repea
 # ----------------------------------------------------------------------------- 5. end to end
 def end_to_end(config: Path, device: torch.device) -> dict[str, float]:
     """Seconds per phase of a full run of ``config`` (in a temporary output directory)."""
-    from osnas.agent import MainAgent
+    from osnas.api import start_run
     from osnas.config import load_config
-    from osnas.run_dir import RunDir
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = load_config(config, [f"output.dir={tmp}", "logging.progress=false", "device=" + device.type])
-        agent = MainAgent(cfg, quiet=True)
-        agent.setup()
-        agent.run = RunDir.create(tmp, "bench")
-        agent.run.write_text("config.yaml", cfg.to_yaml())
-        results = agent.run_search()
+        results = start_run(cfg, quiet=True).execute()
     return {**results["seconds"], "test_top1": results["test_top1"], "macs_m": results["macs"] / 1e6}
 
 
@@ -274,7 +269,7 @@ def peak_rss_mb() -> float:
 
 
 def _strategy_worker(case: dict[str, Any], device_name: str, input_size: int, batch: int, steps: int) -> dict[str, float]:
-    from osnas.agent import build_components
+    from osnas.components import build_components
     from osnas.training import Updater, build_optimizer, build_scheduler
     from osnas.training_strategies.base import TrainingContext
 
@@ -300,7 +295,7 @@ def _strategy_worker(case: dict[str, Any], device_name: str, input_size: int, ba
     base_mb = peak_rss_mb()
     times = []
     for i in range(steps + 1):
-        seconds = time_call(lambda: strategy.step(supernet, batches[i % len(batches)], comp.agent, updater), device)
+        seconds = time_call(lambda: strategy.step(supernet, batches[i % len(batches)], comp.training_agent, updater), device)
         if i:
             times.append(seconds)
     peak = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
