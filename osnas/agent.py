@@ -14,7 +14,7 @@ from typing import Any, Callable
 from osnas import distributed
 from osnas.components import Components
 from osnas.config import Config
-from osnas.pipeline.context import PhaseTimer, RunContext
+from osnas.pipeline.context import PhaseTimer, RunContext, say
 from osnas.pipeline.evaluate import TestPhase
 from osnas.pipeline.final import FinalPhase
 from osnas.pipeline.lookup_table import LookupTablePhase
@@ -57,4 +57,14 @@ class MainAgent:
             arch = search.run(supernet.run(reuse_supernet), supernet.strategy)
         final = FinalPhase(ctx, arch)
         final.run()
-        return TestPhase(ctx).run(final, started)
+        results = TestPhase(ctx).run(final, started)
+        if self.config.audit.enabled:
+            self.audit(run)
+        return results
+
+    def audit(self, run: RunDir) -> dict[str, Any]:
+        """Optional last phase: the ranking audit of this run (``audit:`` in the config; see osnas/audit.py)."""
+        from osnas.audit import AuditSettings, run_audit
+
+        return run_audit(run, AuditSettings.from_config(self.config.audit), self.quiet,
+                         lambda message: say(message, self.quiet))

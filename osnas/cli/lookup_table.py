@@ -13,9 +13,10 @@ from rich.table import Table
 
 from osnas.artifacts import lookup_table_dir
 from osnas.components import Components, build_components
-from osnas.cli.app import app, err, out
+from osnas.cli.app import app, out
 from osnas.cli.run import SetOption
 from osnas.config import Config, load_config
+from osnas.console import note, warn
 from osnas.runtime import resolve_device
 from osnas.search_spaces.lookup_table import METRICS, UNITS, LookupTable
 
@@ -53,16 +54,16 @@ def load_table(config: Path, set_: Optional[list[str]], latency: bool = False
     cfg = load_config(config, set_ or [])
     if latency and not cfg.lookup_table.latency:
         cfg.lookup_table.latency = True
-        err.print("[yellow]note:[/] latency fitting needs per-layer latencies; using lookup_table.latency=true")
+        note("latency fitting needs per-layer latencies; using lookup_table.latency=true")
     device = resolve_device(cfg.device)
     cache_dir = lookup_table_dir(cfg)
     comp = build_components(cfg, device, cache_dir)
-    note = comp.lut_note
-    if note.startswith("rebuilt"):
-        err.print(f"[yellow]warning:[/] lookup table {note}", highlight=False, soft_wrap=True)
+    lut_note = comp.lut_note
+    if lut_note.startswith("rebuilt"):
+        warn(f"lookup table {lut_note}")
     else:
-        out.print(f"lookup table {note}", highlight=False, soft_wrap=True)
-    if note == "built":
+        out.print(f"lookup table {lut_note}", highlight=False, soft_wrap=True)
+    if lut_note == "built":
         out.print(f"saved to {LookupTable.cache_path(cache_dir, comp.lut.meta)}", highlight=False, soft_wrap=True)
         stale = other_tables(cache_dir, comp.lut)
         if stale:

@@ -14,6 +14,7 @@ from osnas import api, artifacts, distributed
 from osnas.cli.app import app, err, out
 from osnas.components import build_components
 from osnas.config import load_config
+from osnas.console import labelled
 from osnas.errors import OsnasError
 from osnas.run_dir import RunDir
 from osnas.runtime import resolve_device
@@ -29,8 +30,10 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 
 @contextlib.contextmanager
-def resumable(run: RunDir) -> Iterator[None]:
+def resumable(run: RunDir, again: str | None = None) -> Iterator[None]:
     """Ctrl-C or SIGTERM (a scheduler's preemption) ends the run with a hint on how to continue it.
+
+    ``again``: the command that continues it (default ``osnas search --resume RUN``).
 
     A checkpoint being written is finished first (see ``run_dir.deferred_interrupts``);
     the exit code is 130, as for any interrupted command.
@@ -40,8 +43,8 @@ def resumable(run: RunDir) -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt:
-        err.print(f"[yellow]interrupted[/]; the checkpoints of the last completed epoch or search step are kept. "
-                  f"Continue with: osnas search --resume {run.path}", highlight=False, soft_wrap=True)
+        labelled("interrupted;", "yellow", "the checkpoints of the last completed epoch or search step are kept. "
+                 f"Continue with: {again or f'osnas search --resume {run.path}'}")
         raise SystemExit(130) from None
     finally:
         if main:

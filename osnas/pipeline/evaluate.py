@@ -20,14 +20,19 @@ class TestPhase:
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
 
+    def metrics(self, final: FinalPhase) -> dict[str, float]:
+        """The training agent's metrics of the trained child on the test split."""
+        begin = time.perf_counter()
+        final.model.eval()
+        metrics = self.ctx.components.training_agent.evaluate(lambda x: final.forward(x), final.test_loader)
+        self.ctx.timer.add("test", begin)
+        return metrics
+
     def run(self, final: FinalPhase, started: float) -> dict[str, Any]:
         """The content of results.json (``started``: when this process began the run, for the total)."""
         ctx, comp = self.ctx, self.ctx.components
         arch, child = final.arch, final.model
-        begin = time.perf_counter()
-        child.eval()
-        metrics = comp.training_agent.evaluate(lambda x: final.forward(x), final.test_loader)
-        ctx.timer.add("test", begin)
+        metrics = self.metrics(final)
         d = comp.definition
         shape = (1, d.in_channels, d.input_size, d.input_size)
         latency = measure_latency(child, shape, ctx.device, runs=ctx.config.lookup_table.latency_runs)
