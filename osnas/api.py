@@ -21,7 +21,8 @@ import yaml
 from osnas import artifacts, distributed, tb
 from osnas.config import Config, apply_overrides, load_config, validate_config, with_overrides
 from osnas.errors import OsnasError
-from osnas.registry import KINDS, REGISTRIES, load_builtins
+from osnas.plugins import load_builtins
+from osnas.registry import KINDS, REGISTRIES
 from osnas.run_dir import RunDir, check_free_space
 
 if TYPE_CHECKING:

@@ -26,6 +26,8 @@ class SearchPhase:
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
         self.strategy_state: dict[str, Any] | None = None  # what the strategy last saved
+        options = ctx.config.search_strategy
+        self.strategy = REGISTRIES["search_strategy"].get(options.name)(options.options)
         self.logged = 0  # search records in metrics.jsonl, so a resumed search logs each evaluation once
         self.resumed_seconds = 0.0
         self.begin = 0.0
@@ -51,6 +53,7 @@ class SearchPhase:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.strategy_state = state["strategy"]
+        self.strategy.load_state_dict(state["strategy"])
         self.evaluator.load_state_dict(state["evaluator"])
         self.ctx.timer.restore(state["seconds"])
         self.logged = state["logged"]
@@ -80,8 +83,6 @@ class SearchPhase:
     def search(self, training_strategy: TrainingStrategy) -> SearchResult:
         """The configured search strategy, checkpointing whenever it saves its state."""
         ctx, comp = self.ctx, self.ctx.components
-        options = ctx.config.search_strategy
-        strategy = REGISTRIES["search_strategy"].get(options.name)(options.options)
         rng = np.random.default_rng([ctx.config.seed, 1])
 
         def save_state(state: dict[str, Any]) -> None:
@@ -99,8 +100,8 @@ class SearchPhase:
 
             context = SearchContext(comp.definition, comp.lut, comp.constraint, self.evaluator, rng,
                                     training_strategy=training_strategy, log=log_record, save_state=save_state,
-                                    resume_state=self.strategy_state, run_dir=ctx.run.path)
-            return strategy.search(context)
+                                    save_file=ctx.run.save_checkpoint)
+            return self.strategy.search(context)
 
     def write(self, result: SearchResult) -> None:
         ctx, comp = self.ctx, self.ctx.components
