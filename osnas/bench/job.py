@@ -28,7 +28,7 @@ def replay_search(device: torch.device) -> Any:
     """``inspect`` hook for :func:`end_to_end`: the run's search again, prefix cache off vs on."""
 
     def inspect(cfg: Any, run_path: Path) -> dict[str, Any]:
-        from osnas.agent import build_components
+        from osnas.components import build_components
         from osnas.run_dir import load_checkpoint
 
         comp = build_components(cfg, device, None)

@@ -135,7 +135,7 @@ def timed_search(supernet: Supernet, cfg: Any, comp: Any, prefix_cache_mb: float
 
     train, val = comp.dataflow.search_split()
     ev = cfg.evaluation
-    evaluator = Evaluator(copy.deepcopy(supernet), comp.agent, train, val, ev.bn_batches, ev.val_batches, prefix_cache_mb)
+    evaluator = Evaluator(copy.deepcopy(supernet), comp.training_agent, train, val, ev.bn_batches, ev.val_batches, prefix_cache_mb)
     strategy = REGISTRIES["search_strategy"].get(cfg.search_strategy.name)(cfg.search_strategy.options)
     context = SearchContext(comp.definition, comp.lut, comp.constraint, evaluator, np.random.default_rng([cfg.seed, 1]))
     seconds = time_call(lambda: context.extras.update(result=strategy.search(context)), device)
@@ -158,7 +158,7 @@ def compare_searches(supernet: Supernet, cfg: Any, comp: Any, device: torch.devi
 
 def candidate_evaluation(device: torch.device, quick: bool = False) -> dict[str, Any]:
     """The quickstart's evolution search on its supernet (untrained: same work), without and with the prefix cache."""
-    from osnas.agent import build_components
+    from osnas.components import build_components
     from osnas.config import load_config
 
     root = Path(__file__).resolve().parents[2]
@@ -253,18 +253,14 @@ def end_to_end(config: Path, device: torch.device, overrides: tuple[str, ...] = 
     """Seconds per phase of a full run of ``config`` (in a temporary output directory).
 
     ``inspect(config, run_path)`` may measure more on the finished run before it is deleted."""
-    from osnas.agent import MainAgent
+    from osnas.api import start_run
     from osnas.config import load_config
-    from osnas.run_dir import RunDir
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = load_config(config, [f"output.dir={tmp}", "logging.progress=false", "device=" + device.type, *overrides])
-        agent = MainAgent(cfg, quiet=True)
-        agent.setup()
-        agent.run = RunDir.create(tmp, "bench")
-        agent.run.write_text("config.yaml", cfg.to_yaml())
-        results = agent.run_search()
-        extra = inspect(cfg, agent.run.path) if inspect else {}
+        launch = start_run(cfg, quiet=True)
+        results = launch.execute()
+        extra = inspect(cfg, launch.run.path) if inspect else {}
     return {**results["seconds"], "test_top1": results["test_top1"], "macs_m": results["macs"] / 1e6, **extra}
 
 
@@ -311,7 +307,7 @@ def peak_rss_mb() -> float:
 
 
 def _strategy_worker(case: dict[str, Any], device_name: str, input_size: int, batch: int, steps: int) -> dict[str, float]:
-    from osnas.agent import build_components
+    from osnas.components import build_components
     from osnas.training import Updater, build_optimizer, build_scheduler
     from osnas.training_strategies.base import TrainingContext
 
@@ -337,7 +333,7 @@ def _strategy_worker(case: dict[str, Any], device_name: str, input_size: int, ba
     base_mb = peak_rss_mb()
     times = []
     for i in range(steps + 1):
-        seconds = time_call(lambda: strategy.step(supernet, batches[i % len(batches)], comp.agent, updater), device)
+        seconds = time_call(lambda: strategy.step(supernet, batches[i % len(batches)], comp.training_agent, updater), device)
         if i:
             times.append(seconds)
     peak = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
