@@ -71,6 +71,10 @@ class Evaluator:
         self.metrics: dict[tuple[int, ...], dict[str, float]] = {}
         self.recalibrations = 0
 
+    def validation_batches(self) -> list[Batch]:
+        """The fixed validation batches candidates are scored on (strategies that learn from validation data)."""
+        return list(self.val_data)
+
     @property
     def num_evaluated(self) -> int:
         """Distinct architectures scored so far (cache misses)."""
