@@ -15,6 +15,7 @@ from osnas import distributed, tb
 from osnas.agent import MainAgent
 from osnas.cli.app import app, err, out
 from osnas.config import Config, load_config, read_yaml, validate_config
+from osnas.console import labelled
 from osnas.errors import OsnasError
 from osnas.run_dir import RunDir, check_free_space, load_checkpoint, read_json
 from osnas.summary import summary_table
@@ -60,8 +61,8 @@ def resumable(run: RunDir) -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt:
-        err.print(f"[yellow]interrupted[/]; the checkpoints of the last completed epoch or search step are kept. "
-                  f"Continue with: osnas search --resume {run.path}", highlight=False, soft_wrap=True)
+        labelled("interrupted;", "yellow", "the checkpoints of the last completed epoch or search step are kept. "
+                 f"Continue with: osnas search --resume {run.path}")
         raise SystemExit(130) from None
     finally:
         if main:
