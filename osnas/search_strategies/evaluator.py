@@ -224,8 +224,8 @@ class Evaluator:
 
     # --------------------------------------------------------- SupernetScorer: training on the frozen supernet
     @property
-    def num_train_batches(self) -> int:
-        return len(self.bn_data)
+    def num_val_batches(self) -> int:
+        return len(self.val_data)
 
     @property
     def device(self) -> torch.device:
@@ -235,9 +235,8 @@ class Evaluator:
         return frozen(self.supernet)
 
     def mixed_loss(self, weights: torch.Tensor, active: np.ndarray, step: int) -> torch.Tensor:
-        x, y = self.bn_data[step % len(self.bn_data)]
+        x, y = self.val_data[step % len(self.val_data)]
         return self.agent.loss(self.supernet(x, weights, active=active), y)
-
 
     def score_new(self, keys: list[tuple[int, ...]]) -> None:
         """Score ``keys`` in lexicographic order (shared prefixes adjacent); cache order stays that of ``keys``."""
