@@ -25,7 +25,7 @@ from osnas.config import Config, PhaseConfig
 from osnas.constraint import Constraint
 from osnas.dataflows.base import Dataflow, Loader
 from osnas.errors import OsnasError, TrainingDivergedError
-from osnas.profiling import count_macs, count_params, measure_latency
+from osnas.profiling import count_macs, count_params, latency_fields
 from osnas.progress import progress
 from osnas.registry import REGISTRIES
 from osnas.run_dir import RunDir, load_checkpoint, read_json
@@ -35,6 +35,7 @@ from osnas.search_spaces.lookup_table import LookupTable
 from osnas.search_spaces.supernet import Supernet
 from osnas.search_strategies.base import SearchContext, SearchResult
 from osnas.search_strategies.evaluator import Evaluator
+from osnas.store import obtain_supernet
 from osnas.training import DTYPES, Updater, build_optimizer, build_scheduler, compute_in, resolve_amp
 from osnas.training_agents.base import TrainingAgent
 from osnas.training_strategies.base import TrainingContext, TrainingStrategy
@@ -493,7 +494,6 @@ class MainAgent:
         comp = self.setup()
         d = comp.definition
         shape = (1, d.in_channels, d.input_size, d.input_size)
-        latency = measure_latency(child, shape, self.device, runs=self.config.lookup_table.latency_runs)
         results = {
             "space": d.name,
             "indices": [int(i) for i in arch],
@@ -502,7 +502,8 @@ class MainAgent:
             "test_" + comp.agent.selection_metric: metrics[comp.agent.selection_metric],
             "macs": count_macs(child, shape),
             "params": count_params(child),
-            "latency_ms": latency,
+            **latency_fields(child, shape, self.device, self.config.lookup_table.latency,
+                             self.config.lookup_table.latency_runs),
             "lut_costs": comp.lut.costs(arch),
             "constraint": self.config.constraint.model_dump(),
             "device": str(self.device),
@@ -523,7 +524,7 @@ class MainAgent:
                                   if f"{phase}_seconds" in saved})
             self.say("search: reusing architecture.json of this run")
         else:
-            supernet = self.load_supernet(supernet_path) if supernet_path else self.train_supernet()
+            supernet = obtain_supernet(self, supernet_path)  # the run's own, the store's or trained now
             result = self.search(supernet)
             arch = result.best
         child, metrics = self.train_child(arch)

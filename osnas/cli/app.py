@@ -32,6 +32,7 @@ class State:
 
     debug: bool = False
     plugin_failures: list[PluginFailure] = []
+    plugin_dirs: list[Path] = []  # handed to worker processes (osnas compare --jobs)
 
 
 def report_plugin_failures(failures: list[PluginFailure]) -> None:
@@ -55,6 +56,7 @@ def _root(
         handler.setLevel(logging.WARNING)
     load_builtins()
     dirs = list(plugins) if plugins else [Path.cwd() / "generated"]
+    State.plugin_dirs = dirs
     State.plugin_failures = load_plugins(dirs)
     report_plugin_failures(State.plugin_failures)
 

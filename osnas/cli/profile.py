@@ -62,7 +62,7 @@ def profile_architecture(definition: SpaceDefinition, arch: Any, device: str = "
     latency = None
     if runs > 0:
         torch_device = resolve_device(device)
-        latency = measure_latency(child.to(torch_device), shape, torch_device, runs=runs)
+        latency = measure_latency(child.to(torch_device), shape, torch_device, runs=runs).median_ms
     return {"macs": count_macs(child, shape), "params": count_params(child), "latency_ms": latency}
 
 
