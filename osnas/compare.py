@@ -188,8 +188,8 @@ class Comparison:
         return self.runs_dir / f"{spec.name}-{config_hash(spec.config)}"
 
     def job(self, spec: RunSpec, path: Path) -> Job:
-        jobs = self.options.jobs
-        threads = self.options.cpus_per_job or (max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None)
+        local_pool = self.options.launcher == "local" and self.options.jobs > 1  # the processes share this machine
+        threads = max(1, (os.cpu_count() or 1) // self.options.jobs) if local_pool else self.options.cpus_per_job
         return Job(spec.config.dump(), spec.config.source, str(path), self.quiet, threads, self.plugins)
 
     def trains_supernet(self, spec: RunSpec, path: Path) -> bool:
