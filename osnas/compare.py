@@ -43,6 +43,7 @@ from osnas.run_dir import RunDir, atomic_write_json, read_json
 from osnas.store import CHECKPOINT, SupernetStore, supernet_key
 
 POLL_SECONDS = 0.2
+PLANS = {"own": "its own supernet", "store": "supernet from the store", "train": "training its supernet"}
 
 
 @dataclass
@@ -192,16 +193,18 @@ class Comparison:
         threads = max(1, (os.cpu_count() or 1) // self.options.jobs) if local_pool else self.options.cpus_per_job
         return Job(spec.config.dump(), spec.config.source, str(path), self.quiet, threads, self.plugins)
 
-    def trains_supernet(self, spec: RunSpec, path: Path) -> bool:
-        """Whether running this spec would train a supernet (so its sharers should wait for it)."""
+    def supernet_plan(self, spec: RunSpec, path: Path) -> str:
+        """What the run will do for its supernet: "own" (it has one), "store" (an entry exists) or "train"."""
+        if any((path / f).is_file() for f in (CHECKPOINT, "architecture.json")):
+            return "own"
         store = SupernetStore.for_config(spec.config)
-        if store is None or any((path / f).is_file() for f in (CHECKPOINT, "architecture.json")):
-            return False
-        return store.lookup(spec.config) is None
+        return "store" if store is not None and store.lookup(spec.config) is not None else "train"
 
     def run_all(self) -> dict[str, dict[str, Any]]:
         """Results of every run, keyed by run name, running only what is not done yet."""
         paths = {spec.name: self.run_path(spec) for spec in self.specs}
+        # the index describes this comparison: runs of other seeds or methods stay on disk, unlisted
+        self.index["runs"] = {name: e for name, e in self.index["runs"].items() if name in paths}
         waiting = []
         for number, spec in enumerate(self.specs, 1):
             self.open_run(spec, paths[spec.name])
@@ -237,12 +240,13 @@ class Comparison:
                 if key in training:
                     continue  # its supernet is being trained by another run: it will reuse it
                 path = paths[spec.name]
-                if self.trains_supernet(spec, path):
+                supernet = self.supernet_plan(spec, path)
+                if supernet == "train" and spec.config.store.enabled:
                     training[key] = spec.name
                 waiting.remove(spec)
                 previous = self.index["runs"].get(spec.name) or {}
                 self.record(spec, path, "running", previous.get("started"))
-                what = "training its supernet" if training.get(key) == spec.name else "supernet from the store"
+                what = PLANS[supernet]
                 verb = "resuming" if (path / "metrics.jsonl").is_file() else "running"
                 self.say(f"[{self.specs.index(spec) + 1}/{total}] {spec.name}: {verb} ({what})")
                 running[spec.name] = (spec, launcher.submit(run_job, self.job(spec, path)))

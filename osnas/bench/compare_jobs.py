@@ -19,12 +19,12 @@ import yaml
 SECTION = "compare_jobs"
 
 
-def tiny_config(root: Path, epochs: int) -> Path:
+def tiny_config(root: Path, epochs: int, input_size: int) -> Path:
     """A digits config whose runs take seconds (its runs are what the two launchers share out)."""
     path = root / "method.yaml"
     path.write_text(yaml.safe_dump({
         "device": "cpu",
-        "dataflow": {"name": "digits", "input_size": 16, "batch_size": 32, "val_fraction": 0.5, "test_fraction": 0.5},
+        "dataflow": {"name": "digits", "input_size": input_size, "batch_size": 32, "val_fraction": 0.5, "test_fraction": 0.5},
         "search_space": {"name": "proxylessnas", "width_mult": 0.25},
         "search_strategy": {"name": "evolution", "population": 4, "generations": 2, "top_k": 2},
         "constraint": {"metric": "macs", "max": 3.0},
@@ -46,11 +46,11 @@ def compare_jobs(quick: bool = False) -> dict[str, Any]:
     from osnas.compare import compare
     from osnas.launch import LaunchOptions
 
-    seeds, epochs = (2, 1) if quick else (4, 2)
-    figures: dict[str, Any] = {"seeds": seeds, "cpus": os.cpu_count()}
+    seeds, epochs, size = (2, 1, 8) if quick else (4, 2, 16)
+    figures: dict[str, Any] = {"seeds": seeds, "epochs": epochs, "input_size": size, "cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        config = tiny_config(root, epochs)
+        config = tiny_config(root, epochs, size)
         for jobs in (1, 2):
             before = load()
             start = time.perf_counter()
@@ -68,6 +68,7 @@ def add_figures(report: Any, echo: Any, quick: bool) -> None:
     m = compare_jobs(quick)
     ratio = m["jobs1_s"] / m["jobs2_s"]
     loads = ", ".join(f"--jobs {j}: {m[f'jobs{j}_load'][0]:.1f} -> {m[f'jobs{j}_load'][1]:.1f}" for j in (1, 2))
-    report.add(Figure(SECTION, f"comparison of {m['seeds']} independent runs, --jobs 1 vs --jobs 2",
+    report.add(Figure(SECTION, f"comparison of {m['seeds']} independent runs ({m['input_size']}x{m['input_size']} digits, "
+                      f"{m['epochs']} epoch(s) per phase), --jobs 1 vs --jobs 2",
                       f"{m['jobs1_s']:.1f} s vs {m['jobs2_s']:.1f} s on {m['cpus']} CPUs (load average {loads})",
                       ratio, "> 1", ratio > 1), echo)
