@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.markup import escape
 
 from osnas.cli.app import State, app, err, out
+from osnas.console import labelled
 from osnas.launch import LAUNCHERS, LaunchOptions
+from osnas.output_dir import check_output_dir
 
 
 @app.command()
@@ -35,16 +36,15 @@ def compare(
 ) -> None:
     """Run every config for every seed; write comparison.csv, comparison.md and pareto.png."""
     options = LaunchOptions(launcher, jobs, cluster, partition, timeout_min, gpus_per_job, cpus_per_job)
+    check_output_dir(output)
     try:
         from osnas.compare import compare as run_comparison  # matplotlib: imported only when used
 
         _, table = run_comparison(configs, seeds, set_ or [], output, quiet,
-                                  say=lambda message: err.print(message, markup=False, highlight=False),
+                                  say=lambda message: err.print(message, highlight=False),
                                   options=options, plugins=State.plugin_dirs)
     except KeyboardInterrupt:
-        err.print(f"[yellow]interrupted[/]; run the same command again to resume (finished runs in "
-                  f"{escape(str(output))} are kept)")
+        labelled("interrupted;", "yellow", f"run the same command again to resume (finished runs in {output} are kept)")
         raise SystemExit(130)
     out.print(table)
-    out.print(f"written: {output / 'comparison.csv'}, {output / 'comparison.md'}, {output / 'pareto.png'}",
-              markup=False, highlight=False)
+    out.print(f"written: {output / 'comparison.csv'}, {output / 'comparison.md'}, {output / 'pareto.png'}")

@@ -29,7 +29,7 @@ def report(
                                 title=f"osnas result: {run.path.name}"))
     else:
         out.print(progress_table(run))
-    out.print(f"curves: {write_curves(run.path)}", markup=False, highlight=False)
+    out.print(f"curves: {write_curves(run.path)}", highlight=False)
 
 
 def report_comparison(cmp_dir: Path) -> None:
@@ -39,4 +39,4 @@ def report_comparison(cmp_dir: Path) -> None:
     metric = selection_metric(methods)
     path = write_report(cmp_dir, methods, results, metric)
     out.print(rich_table(aggregate(methods, results, metric), metric, f"comparison: {cmp_dir}"))
-    out.print(f"written: {path}, {cmp_dir / 'pareto.png'}, {cmp_dir / 'accuracy.png'}", markup=False, highlight=False)
+    out.print(f"written: {path}, {cmp_dir / 'pareto.png'}, {cmp_dir / 'accuracy.png'}", highlight=False)

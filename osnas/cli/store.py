@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from osnas.cli.app import app, out
@@ -26,7 +25,7 @@ DirOption = typer.Option(Path("runs/supernets"), "--dir", help="The store direct
 def list_entries(directory: Path = DirOption) -> None:
     """One row per stored supernet: key, space, seed, who trained it, when, size."""
     entries = SupernetStore(directory).entries()
-    table = Table(title=f"supernet store: {escape(str(directory))} ({len(entries)} entries)", title_justify="left")
+    table = Table(title=f"supernet store: {directory} ({len(entries)} entries)", title_justify="left")
     table.add_column("key", no_wrap=True, min_width=16)
     for column in ("space", "strategy", "seed", "epochs", "trained by", "created", "MB"):
         table.add_column(column, overflow="fold")
@@ -34,7 +33,7 @@ def list_entries(directory: Path = DirOption) -> None:
         material = e.info.get("material", {})
         table.add_row(e.key, str(material.get("search_space", {}).get("name", "?")),
                       str(material.get("training_strategy", {}).get("name", "?")), str(material.get("seed", "?")),
-                      str(material.get("supernet", {}).get("epochs", "?")), escape(str(e.info.get("trained_by", "?"))),
+                      str(material.get("supernet", {}).get("epochs", "?")), str(e.info.get("trained_by", "?")),
                       time.strftime("%Y-%m-%d %H:%M", time.localtime(e.created)), f"{e.size / 2**20:.1f}")
     out.print(table)
 
@@ -50,6 +49,6 @@ def prune(
     if (older_than is None) == (not all_):
         raise OsnasError("osnas store prune needs exactly one of --older-than DAYS or --all")
     removed = SupernetStore(directory).prune(None if all_ else older_than)
-    out.print(f"removed {len(removed)} supernet(s) from {directory}", markup=False, highlight=False)
+    out.print(f"removed {len(removed)} supernet(s) from {directory}", highlight=False)
     for entry in removed:
-        out.print(f"  {entry.key} (trained by {entry.info.get('trained_by', '?')})", markup=False, highlight=False)
+        out.print(f"  {entry.key} (trained by {entry.info.get('trained_by', '?')})", highlight=False)
