@@ -2,8 +2,11 @@
 
 Both runs do the same work (fresh output directory and supernet store each): one method over
 ``seeds`` seeds, every run training its own supernet, so all runs are independent jobs. The
-ratio is jobs-1 wall time over jobs-2 wall time; the load average around each measurement is
-reported with it, because on a shared machine the other processes take the cores too.
+ratio is jobs-1 wall time over jobs-2 wall time. Every run computes with the same number of
+torch threads in both modes (``cpus // 2``, what each of the two workers gets), so the ratio
+measures running two at once, not a change of thread count (on a loaded machine a process with
+more OpenMP threads than free cores slows down many times over). The load average around each
+measurement is reported with it, because on a shared machine the other processes take the cores too.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 SECTION = "compare_jobs"
@@ -51,13 +55,18 @@ def compare_jobs(quick: bool = False) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         config = tiny_config(root, epochs, size)
-        for jobs in (1, 2):
-            before = load()
-            start = time.perf_counter()
-            compare([config], seeds, [f"store.dir={root / f'store{jobs}'}"], root / f"cmp{jobs}",
-                    options=LaunchOptions(jobs=jobs))
-            figures[f"jobs{jobs}_s"] = time.perf_counter() - start
-            figures[f"jobs{jobs}_load"] = (before, load())
+        threads = torch.get_num_threads()
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))  # as each worker of --jobs 2
+        try:
+            for jobs in (1, 2):
+                before = load()
+                start = time.perf_counter()
+                compare([config], seeds, [f"store.dir={root / f'store{jobs}'}"], root / f"cmp{jobs}",
+                        options=LaunchOptions(jobs=jobs))
+                figures[f"jobs{jobs}_s"] = time.perf_counter() - start
+                figures[f"jobs{jobs}_load"] = (before, load())
+        finally:
+            torch.set_num_threads(threads)
     return figures
 
 
