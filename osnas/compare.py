@@ -38,7 +38,7 @@ from osnas.compare_report import (aggregate, plot_pareto, rich_table, run_rows, 
 from osnas.config import Config, load_config, read_yaml, validate_config
 from osnas.errors import OsnasError
 from osnas.launch import InlineLauncher, LaunchOptions, make_launcher
-from osnas.registry import load_builtins, load_plugins
+from osnas.plugins import load_builtins, load_plugins
 from osnas.run_dir import RunDir, atomic_write_json, read_json
 from osnas.store import CHECKPOINT, SupernetStore, supernet_key
 
