@@ -18,21 +18,20 @@ continues where it stopped.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import logging
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import torch
 from rich.table import Table
 
-from osnas import distributed, tb
+from osnas import artifacts, distributed
 from osnas.agent import MainAgent
+from osnas.api import Launch
 from osnas.compare_report import (aggregate, plot_pareto, rich_table, run_rows, selection_metric, supernet_source,
                                   write_csv, write_markdown)
 from osnas.config import Config, load_config, read_yaml, validate_config
@@ -108,30 +107,13 @@ def plan(methods: list[Method], seeds: int, out_dir: Path) -> list[RunSpec]:
                 data["store"]["dir"] = str((Path(method.config.output.dir) / "supernets").resolve())
             data["output"] = {"dir": str(out_dir / "runs"), "name": f"{method.name}-seed{data['seed']}"}
             if data["lookup_table"]["cache_dir"] is None:
-                data["lookup_table"]["cache_dir"] = str(out_dir / "lookup_tables")
+                data["lookup_table"]["cache_dir"] = str(out_dir / artifacts.LOOKUP_TABLES)
             specs.append(RunSpec(method.name, data["seed"], validate_config(data, method.config.source)))
     return specs
 
 
 def config_hash(config: Config) -> str:
     return hashlib.sha256(json.dumps(config.dump(), sort_keys=True).encode()).hexdigest()[:8]
-
-
-@contextlib.contextmanager
-def run_log(run: RunDir) -> Iterator[None]:
-    """The run's log.txt receives the osnas log while it runs (and only then)."""
-    handler = logging.FileHandler(run.file("log.txt"))
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    logger = logging.getLogger("osnas")
-    level = logger.level
-    logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-        handler.close()
 
 
 def run_job(job: Job) -> dict[str, Any]:
@@ -146,15 +128,7 @@ def run_job(job: Job) -> dict[str, Any]:
     config = validate_config(job.config, job.source)
     run = RunDir.open(job.run_path)
     run.lock()
-    agent = MainAgent(config, run, quiet=job.quiet)
-    with run_log(run):
-        agent.setup()
-        board = tb.attach(run, config)
-        try:
-            return agent.run_search()
-        finally:
-            if board is not None:
-                board.close()
+    return Launch(MainAgent(config, quiet=job.quiet), run).execute()  # the supernet: its own, stored or trained
 
 
 class Comparison:
@@ -184,7 +158,7 @@ class Comparison:
     def run_path(self, spec: RunSpec) -> Path:
         """``runs/<name>`` unless it holds a run of another config; then ``runs/<name>-<config hash>``."""
         plain = self.runs_dir / spec.name
-        if not (plain / "config.yaml").is_file() or read_yaml(plain / "config.yaml") == spec.config.dump():
+        if not (plain / artifacts.CONFIG).is_file() or read_yaml(plain / artifacts.CONFIG) == spec.config.dump():
             return plain
         return self.runs_dir / f"{spec.name}-{config_hash(spec.config)}"
 
@@ -208,7 +182,7 @@ class Comparison:
         waiting = []
         for number, spec in enumerate(self.specs, 1):
             self.open_run(spec, paths[spec.name])
-            if (paths[spec.name] / "results.json").is_file():
+            if (paths[spec.name] / artifacts.RESULTS).is_file():
                 self.say(f"[{number}/{len(self.specs)}] {spec.name}: finished earlier, reused")
                 if self.index["runs"].get(spec.name, {}).get("run_dir") != self.relative(paths[spec.name]):
                     self.record(spec, paths[spec.name], "done")  # an index lost, from elsewhere or of another config
@@ -247,7 +221,7 @@ class Comparison:
                 previous = self.index["runs"].get(spec.name) or {}
                 self.record(spec, path, "running", previous.get("started"))
                 what = PLANS[supernet]
-                verb = "resuming" if (path / "metrics.jsonl").is_file() else "running"
+                verb = "resuming" if (path / artifacts.METRICS).is_file() else "running"
                 self.say(f"[{self.specs.index(spec) + 1}/{total}] {spec.name}: {verb} ({what})")
                 running[spec.name] = (spec, launcher.submit(run_job, self.job(spec, path)))
             done = [name for name, (_, handle) in running.items() if handle.done()]
@@ -270,9 +244,9 @@ class Comparison:
 
     def finish(self, spec: RunSpec, path: Path) -> None:
         """Note in results.json and in the index where the run's supernet came from."""
-        results = read_json(path / "results.json")
+        results = finished_results(path)
         source = self.supernet_source(path, results)["from"]
-        RunDir(path).write_json("results.json", {**results, "supernet_from": source})
+        artifacts.write_results(RunDir(path), {**results, "supernet_from": source})
         self.record(spec, path, "done", (self.index["runs"].get(spec.name) or {}).get("started"))
         self.say(f"{spec.name}: done ({f'supernet of {source}' if source else 'trained its supernet'})")
 
@@ -285,7 +259,7 @@ class Comparison:
 
     def collect(self, spec: RunSpec, path: Path) -> dict[str, Any]:
         """A finished run's results with its method, seed and supernet origin."""
-        done = read_json(path / "results.json")
+        done = finished_results(path)
         source = self.supernet_source(path, done)
         return {**done, "method": spec.method, "seed": spec.seed, "run_dir": str(path),
                 "supernet_from": source["from"], "supernet_seconds": source["seconds"],
@@ -294,7 +268,7 @@ class Comparison:
     def record(self, spec: RunSpec, path: Path, status: str, started: float | None = None,
                error: str | None = None) -> dict[str, Any]:
         """Write the index entry of a run (atomically, with the whole index)."""
-        source = self.supernet_source(path, read_json(path / "results.json")) if status == "done" else {"from": None}
+        source = self.supernet_source(path, finished_results(path)) if status == "done" else {"from": None}
         entry = {"method": spec.method, "seed": spec.seed, "run_dir": self.relative(path),
                  "supernet_key": supernet_key(spec.config), "supernet_from": source["from"], "status": status,
                  "started": started or time.time(), "finished": time.time() if status == "done" else None}
@@ -306,8 +280,8 @@ class Comparison:
 
     def open_run(self, spec: RunSpec, path: Path) -> RunDir:
         """The run's directory: made with its config, or reopened if its config is unchanged."""
-        if (path / "config.yaml").is_file():
-            saved, wanted = read_yaml(path / "config.yaml"), spec.config.dump()
+        if (path / artifacts.CONFIG).is_file():
+            saved, wanted = read_yaml(path / artifacts.CONFIG), spec.config.dump()
             changed = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
             if changed:
                 raise OsnasError(f"{path} was run with a different config (changed: {', '.join(changed)}); "
@@ -315,8 +289,13 @@ class Comparison:
             return RunDir.open(path)
         path.mkdir(parents=True, exist_ok=True)
         run = RunDir(path)
-        run.write_text("config.yaml", spec.config.to_yaml())
+        artifacts.write_config(run, spec.config)
         return run
+
+
+def finished_results(path: Path) -> dict[str, Any]:
+    """A run's results.json, validated; a key written as null (latency_ms not measured) stays."""
+    return artifacts.read_results(path).model_dump(exclude_unset=True)
 
 
 def compare(config_paths: list[Path], seeds: int, overrides: list[str], out_dir: Path, quiet: bool = True,

@@ -20,7 +20,7 @@ from osnas.errors import OsnasError
 from osnas.registry import REGISTRIES
 from osnas.report import save_figure
 from osnas.run_dir import atomic_write_text, read_json
-from osnas.store import SOURCE_FILE
+from osnas.artifacts import SUPERNET_SOURCE
 
 if TYPE_CHECKING:
     from osnas.compare import Method
@@ -214,9 +214,9 @@ def supernet_source(path: Path, results: dict[str, Any], names: dict[str, str], 
     its path relative to ``out_dir`` when inside it, else its path; runs made before the store
     existed keep their ``supernet_from``.
     """
-    if not (path / SOURCE_FILE).is_file():
+    if not (path / SUPERNET_SOURCE).is_file():
         return {"from": results.get("supernet_from"), "seconds": None, "key": None}
-    source = read_json(path / SOURCE_FILE)
+    source = read_json(path / SUPERNET_SOURCE)
     trainer = source.get("trained_by") if source.get("reused") else None
     if trainer is not None:
         resolved, root = Path(trainer).resolve(), Path(out_dir).resolve()

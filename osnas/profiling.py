@@ -6,10 +6,9 @@ import copy
 import os
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
 import torch
 import torch.nn as nn
 from thop import profile as thop_profile
@@ -17,6 +16,9 @@ from thop import profile as thop_profile
 NOT_MEASURED = "not measured"
 LOADED = 0.5  # load average per CPU above which a timing is flagged
 SPREAD = 0.25  # IQR / median above which a timing is flagged
+
+if TYPE_CHECKING:
+    from osnas.search_spaces.base import SpaceDefinition
 
 # BatchNorm is folded into the convolution at inference and PReLU is a per-element
 # activation (thop counts ReLU as 0 but PReLU per element), so neither is counted as
@@ -127,3 +129,21 @@ def describe_latency(results: dict[str, Any]) -> str:
         if stats.get("warning"):
             text += f"; warning: {stats['warning']}"
     return text
+
+
+def profile_architecture(definition: SpaceDefinition, arch: Any, device: str = "cpu", runs: int = 10
+                         ) -> dict[str, Any]:
+    """MACs (thop, conv + linear), exact parameter count and median batch-1 latency of the child network.
+
+    ``runs=0`` skips the timing (``latency_ms`` is then None), for callers that only need the counts.
+    """
+    from osnas.runtime import resolve_device
+    from osnas.search_spaces.child import build_child
+
+    child = build_child(definition, arch)
+    shape = (1, definition.in_channels, definition.input_size, definition.input_size)
+    latency = None
+    if runs > 0:
+        torch_device = resolve_device(device)
+        latency = measure_latency(child.to(torch_device), shape, torch_device, runs=runs).median_ms
+    return {"macs": count_macs(child, shape), "params": count_params(child), "latency_ms": latency}

@@ -30,6 +30,7 @@ except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
 RUN_MARKER = "config.yaml"
+METRICS_FILE = "metrics.jsonl"
 LOCK_FILE = ".lock"
 TEMP_SUFFIX = ".tmp"
 INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
@@ -299,7 +300,7 @@ class RunDir:
     def log_metrics(self, record: dict[str, Any]) -> None:
         """Append one JSON line to ``metrics.jsonl`` (a line is small, written whole and flushed)."""
         line = json.dumps({"time": round(time.time(), 3), **record}) + "\n"
-        with self._writing("metrics.jsonl"), deferred_interrupts(), open(self.path / "metrics.jsonl", "a") as handle:
+        with self._writing(METRICS_FILE), deferred_interrupts(), open(self.path / METRICS_FILE, "a") as handle:
             handle.write(line)
             handle.flush()
         for sink in self.sinks:
@@ -312,7 +313,7 @@ class RunDir:
         its first records (and a line cut short by a kill) must go, so that every
         epoch or evaluation appears once.
         """
-        path = self.path / "metrics.jsonl"
+        path = self.path / METRICS_FILE
         if not path.is_file():
             return 0
         kept: list[str] = []
@@ -330,6 +331,6 @@ class RunDir:
                     continue
             kept.append(line)
         if dropped:
-            with self._writing("metrics.jsonl"):
+            with self._writing(METRICS_FILE):
                 atomic_write_text(path, "".join(line + "\n" for line in kept))
         return dropped

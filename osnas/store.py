@@ -31,11 +31,12 @@ import torch
 
 import osnas
 from osnas import distributed
+from osnas.artifacts import SUPERNET, SUPERNET_SOURCE
 from osnas.config import Config
 from osnas.run_dir import atomic_write_json, read_json
 
 if TYPE_CHECKING:
-    from osnas.agent import MainAgent
+    from osnas.pipeline.supernet import SupernetPhase
     from osnas.search_spaces.supernet import Supernet
 
 # config sections a trained supernet depends on (the constraint and lookup table too:
@@ -43,8 +44,7 @@ if TYPE_CHECKING:
 SUPERNET_SECTIONS = ("seed", "device", "deterministic", "dtype", "task", "criterion", "dataflow", "search_space",
                      "training_strategy", "supernet", "constraint", "lookup_table")
 ENTRY_FILE = "entry.json"
-CHECKPOINT = "supernet.pt"
-SOURCE_FILE = "supernet_source.json"  # in a run directory: where its supernet came from
+CHECKPOINT = SUPERNET  # a store entry's checkpoint has the name a run gives it
 
 
 def key_material(config: Config) -> dict[str, Any]:
@@ -153,31 +153,32 @@ class SupernetStore:
         return removed
 
 
-def obtain_supernet(agent: "MainAgent", explicit: Path | None = None) -> "Supernet":
+def obtain_supernet(phase: "SupernetPhase", explicit: Path | None = None) -> "Supernet":
     """The run's supernet: ``explicit``, its own, the store's, or trained now (then stored).
 
     Writes ``supernet_source.json`` in the run directory: the key, whether it was reused and
     who trained it, so comparisons and reports can show the sharing.
     """
-    if explicit is not None or agent.run.exists(CHECKPOINT):
-        return agent.load_supernet(explicit) if explicit is not None else agent.train_supernet()
-    store = SupernetStore.for_config(agent.config)
+    ctx = phase.ctx
+    if explicit is not None or ctx.run.exists(SUPERNET):
+        return phase.run(explicit)
+    store = SupernetStore.for_config(ctx.config)
     if store is None:
-        return agent.train_supernet()
-    key = supernet_key(agent.config)
-    found = distributed.from_main(lambda: store.lookup(agent.config))
+        return phase.run()
+    key = supernet_key(ctx.config)
+    found = distributed.from_main(lambda: store.lookup(ctx.config))
     if found is not None:
-        agent.say(f"supernet: reusing {key} from the store ({found.path})")
-        supernet = agent.load_supernet(found.path / CHECKPOINT)
-        agent.run.write_json(SOURCE_FILE, {"key": key, "reused": True, "store": str(found.path),
-                                           "trained_by": found.info.get("trained_by"),
-                                           "seconds": found.info.get("seconds", 0.0)})
+        ctx.say(f"supernet: reusing {key} from the store ({found.path})")
+        supernet = phase.run(found.path / CHECKPOINT)
+        ctx.run.write_json(SUPERNET_SOURCE, {"key": key, "reused": True, "store": str(found.path),
+                                             "trained_by": found.info.get("trained_by"),
+                                             "seconds": found.info.get("seconds", 0.0)})
         return supernet
-    supernet = agent.train_supernet()
-    seconds = agent.timer.seconds.get("supernet", 0.0)
+    supernet = phase.run()
+    seconds = ctx.timer.seconds.get("supernet", 0.0)
     if distributed.is_main():
-        stored = store.put(agent.config, agent.run.file(CHECKPOINT), str(agent.run.path.resolve()), seconds)
-        agent.say(f"supernet: {'stored' if stored else 'trained; the store already holds'} {key} in {store.root}")
-        agent.run.write_json(SOURCE_FILE, {"key": key, "reused": False, "store": str(store.root / key),
-                                           "trained_by": str(agent.run.path.resolve()), "seconds": round(seconds, 3)})
+        stored = store.put(ctx.config, ctx.run.file(SUPERNET), str(ctx.run.path.resolve()), seconds)
+        ctx.say(f"supernet: {'stored' if stored else 'trained; the store already holds'} {key} in {store.root}")
+        ctx.run.write_json(SUPERNET_SOURCE, {"key": key, "reused": False, "store": str(store.root / key),
+                                             "trained_by": str(ctx.run.path.resolve()), "seconds": round(seconds, 3)})
     return supernet

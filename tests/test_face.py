@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from osnas.dataflows.lfw import read_pairs
+from osnas.dataflows.splits import split_by_class
 from osnas.errors import DataError
 from osnas.registry import REGISTRIES
 from osnas.training_agents.verification import best_threshold, kfold_verification
@@ -68,7 +69,7 @@ def test_missing_pairs_file_says_where_to_put_it(face_data):
 # ----------------------------------------------------------------------------- the dataflow
 
 
-def test_casia_splits_are_disjoint_and_val_keeps_identities_together(face_data):
+def test_casia_search_val_holds_out_whole_identities(face_data):
     flow = casia(face_data)
     assert flow.num_classes == 4 and flow.in_channels == 3
     summary = flow.summary()
@@ -76,10 +77,29 @@ def test_casia_splits_are_disjoint_and_val_keeps_identities_together(face_data):
     assert sum(summary["train"].values()) == 24
     train_idx, val_idx = set(flow.search_train_idx), set(flow.search_val_idx)
     assert not train_idx & val_idx and len(train_idx | val_idx) == 24
-    assert all(count == 2 for count in summary["search_val"].values())
+    # the search selects on people the supernet never trained on, as LFW tests on unseen people
+    assert summary["search_val"] == {name: 6 for name in summary["search_val"]} and len(summary["search_val"]) == 2
+    assert not set(summary["search_val"]) & set(summary["search_train"])
     _, val = flow.search_split()
-    labels = torch.cat([y for _, y in val]).tolist()
-    assert len(labels) == 8 and all(labels[i] == labels[i + 1] for i in range(0, 8, 2))
+    labels = torch.cat([y for _, y in val]).tolist()  # each held-out identity's images together
+    assert len(labels) == 12 and labels[:6] == [labels[0]] * 6 and labels[6:] == [labels[6]] * 6
+    held = {seed: tuple(sorted(casia(face_data, seed=seed).summary()["search_val"])) for seed in range(6)}
+    assert len(set(held.values())) > 1  # seeded: other seeds hold out other identities
+
+
+def test_split_by_class_sizes_and_refusals():
+    labels = np.repeat(np.arange(10), [1, 5, 5, 5, 5, 5, 5, 5, 5, 5])
+    keep, held = split_by_class(labels, 0.2, seed=3)
+    assert len(held) == 10 and not set(labels[keep]) & set(labels[held]) and 0 not in labels[held]
+    _, held = split_by_class(labels, 0.01, seed=3)  # two identities at least: different-identity pairs
+    assert len(set(labels[held])) == 2
+    assert np.array_equal(np.sort(np.concatenate([keep, held])), np.arange(labels.size))
+    _, held = split_by_class(labels, 0.99, seed=3)  # at least one identity stays for training
+    assert len(set(labels[held])) == 9
+    with pytest.raises(DataError, match="at least 3 identities, 2 of them with 2 or more images; it has 2"):
+        split_by_class(np.repeat([0, 1], 4), 0.2, seed=0)
+    with pytest.raises(DataError, match="it has 5 identities, 0 with 2 or more"):
+        split_by_class(np.arange(5), 0.2, seed=0)  # one image each: no held-out identity could form a pair
 
 
 def test_casia_test_split_is_lfw_pair_batches(face_data):

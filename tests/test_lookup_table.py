@@ -99,3 +99,54 @@ def test_supernet_single_path_matches_child_structure(space):
     x = torch.randn(2, 1, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(supernet(x, arch), child(x))
+
+
+FACTORY = '''
+import torch.nn as nn
+
+
+class Widened(nn.Module):
+    def __init__(self, in_ch, out_ch, stride):
+        super().__init__()
+        self.conv = nn.Conv2d(in_ch, out_ch * {mult}, 3, stride, 1)
+        self.project = nn.Conv2d(out_ch * {mult}, out_ch, 1)
+
+    def forward(self, x):
+        return self.project(self.conv(x))
+
+
+def factory(in_ch, out_ch, stride):
+    return Widened(in_ch, out_ch, stride)
+'''
+
+
+def load_factory(tmp_path, name: str, mult: int):
+    """A block factory from its own file, as a user's plugin would define it."""
+    import importlib.util
+
+    path = tmp_path / f"{name}.py"
+    path.write_text(FACTORY.format(mult=mult))
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.factory
+
+
+def test_cache_key_follows_the_block_code(tmp_path, monkeypatch):
+    from osnas.search_spaces.base import Choice, Fixed, SpaceDefinition, op
+    from osnas.search_spaces.blocks import BLOCKS
+
+    body = (Fixed(op("conv_bn_act", kernel=3), 1, 4, 1),
+            Choice((op("test_widened", "w"), op("skip", "zero")), 4, 4),
+            Fixed(op("global_pool"), 4, 4), Fixed(op("linear"), 4, 10))
+    definition = SpaceDefinition("toy_code", 8, 1, 10, body)
+    meta = {}
+    for mult in (1, 4):  # same kind, same definition, another implementation
+        monkeypatch.setitem(BLOCKS, "test_widened", load_factory(tmp_path, f"widened_{mult}", mult))
+        lut, note = LookupTable.load_or_build(definition, tmp_path / "cache", latency=False)
+        meta[mult] = (LookupTable.cache_key(lut.meta), float(lut.cost(np.array([0]), "macs")), note)
+    assert meta[1][0] != meta[4][0] and meta[4][2] == "built"  # the old table is not reused
+    assert meta[4][1] > meta[1][1]
+    _, note = LookupTable.load_or_build(definition, tmp_path / "cache", latency=False)
+    assert note.startswith("reused")  # the same code again: the cache still works
+    assert {"code_hash", "osnas", "thop"} <= set(lut.meta)

@@ -430,3 +430,20 @@ def test_generator_end_to_end_and_generate_command(quick_run, tmp_path, tiny, mo
     with torch.no_grad():
         assert indices.tolist() == decode(model(6.0), definition).tolist()  # one forward pass, no retraining
     assert f"indices: {indices.tolist()}" in out
+
+
+def test_evolution_rejects_infeasible_children_as_spos_does(tiny, monkeypatch):
+    definition, lut = tiny
+    lo, hi = lut.bounds("macs", definition)
+    constraint = Constraint("macs", lo + 0.3 * (hi - lo), None, lut, definition)
+    options = {"population": 10, "generations": 3, "top_k": 5, "mutation_prob": 0.5}
+    calls = []
+    repair = Constraint.repair
+    monkeypatch.setattr(Constraint, "repair", lambda self, *a, **k: calls.append(1) or repair(self, *a, **k))
+    for mode in ("repair", "reject"):
+        calls.clear()
+        result = run_strategy("evolution", constraint, FakeEvaluator(hidden_target(constraint, 0)), 0,
+                              options | {"infeasible": mode})
+        assert len(result.history) == 30
+        assert all(constraint.feasible(np.array(r["arch"])) for r in result.history)
+        assert (len(calls) > 0) == (mode == "repair"), (mode, len(calls))

@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 
 from osnas.cli.app import app, out
-from osnas.run_dir import RUN_MARKER, RunDir, read_json
+from osnas import artifacts
+from osnas.run_dir import RUN_MARKER, RunDir
 from osnas.summary import summary_table
 
 
@@ -24,8 +25,9 @@ def report(
         report_comparison(run_dir)
         return
     run = RunDir.open(run_dir)
-    if run.exists("results.json"):
-        out.print(summary_table({**read_json(run.file("results.json")), "run_dir": str(run.path)},
+    if run.exists(artifacts.RESULTS):
+        results = artifacts.read_results(run.file(artifacts.RESULTS))
+        out.print(summary_table({**results.to_dict(), "run_dir": str(run.path)},
                                 title=f"osnas result: {run.path.name}"))
     else:
         out.print(progress_table(run))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import signal
 import threading
 from pathlib import Path
@@ -11,38 +10,19 @@ from typing import Any, Iterator, Optional
 
 import typer
 
-from osnas import distributed, tb
-from osnas.agent import MainAgent
+from osnas import api, artifacts, distributed
 from osnas.cli.app import app, err, out
-from osnas.config import Config, load_config, read_yaml, validate_config
+from osnas.components import build_components
+from osnas.config import load_config
 from osnas.console import labelled
 from osnas.errors import OsnasError
-from osnas.run_dir import RunDir, check_free_space, load_checkpoint, read_json
+from osnas.run_dir import RunDir
+from osnas.runtime import resolve_device
+from osnas.search_spaces.child import build_child
 from osnas.summary import summary_table
+from osnas.training import DTYPES, compute_in
 
 SetOption = typer.Option(None, "--set", help="Override a config key: KEY.PATH=VALUE (e.g. supernet.epochs=3). Repeatable.")
-
-
-def start_run(agent: MainAgent, config: Config, needed_bytes: int) -> RunDir:
-    """Create the run directory (only once the config and components are known good) and its log."""
-    check_free_space(Path(config.output.dir), needed_bytes, "the checkpoints of this run")
-    run = distributed.create_run_dir(config.output.dir, config.output.name)
-    run.lock()
-    run.write_text("config.yaml", config.to_yaml())
-    attach_log(run)
-    tb.attach(run, config)
-    agent.run = run
-    return run
-
-
-def attach_log(run: RunDir) -> None:
-    if not distributed.is_main():
-        return
-    handler = logging.FileHandler(run.file("log.txt"))
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    logger = logging.getLogger("osnas")
-    logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
@@ -94,48 +74,28 @@ def search(
         if config is not None or set_ or supernet is not None:
             raise OsnasError(f"--resume continues {resume} with the config.yaml saved in it; "
                              "drop --config, --set and --supernet")
-        run = distributed.rank_view(RunDir.open(resume))
-        run.lock()
-        cfg = validate_config(read_yaml(run.file("config.yaml")), source=str(run.file("config.yaml")))
-        agent = MainAgent(cfg, run, quiet=quiet)
-        agent.setup()
-        stale = run.remove_temporaries()
-        saved = sum(p.stat().st_size for p in run.path.glob("*.pt"))  # replaced by the new ones
-        check_free_space(run.path, agent.needed_disk_bytes() - saved, "the checkpoints of this run")
-        attach_log(run)
-        tb.attach(run, cfg)
-        if stale:
-            logging.getLogger("osnas").info("removed unfinished writes of the interrupted run: %s", ", ".join(stale))
+        launch = api.reopen_run(resume, quiet)
     else:
         if config is None:
             raise OsnasError("osnas search needs --config CONFIG (or --resume RUN_DIR)")
-        cfg = load_config(config, set_ or [])
-        agent = MainAgent(cfg, quiet=quiet)
-        agent.setup()
-        run = start_run(agent, cfg, agent.needed_disk_bytes())
-    with resumable(run):
-        results = agent.run_search(supernet)
-    finish(results, run, quiet)
+        launch = api.start_run(load_config(config, set_ or []), quiet)
+    with resumable(launch.run):
+        results = launch.execute(supernet)
+    finish(results, launch.run, quiet)
 
 
 @app.command()
 def train(
     config: Path = typer.Option(..., "--config", "-c", help="YAML config file."),
-    arch: Path = typer.Option(..., "--arch", help="architecture.json from a search run."),
+    arch: Path = typer.Option(..., "--arch", help="architecture.json from a search run, or its run directory."),
     set_: Optional[list[str]] = SetOption,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars; print only the run directory."),
 ) -> None:
     """Train an architecture from scratch and evaluate it on the test split (phases 5-6 only)."""
-    cfg = load_config(config, set_ or [])
-    agent = MainAgent(cfg, quiet=quiet)
-    vector = agent.load_architecture(arch)
-    run = start_run(agent, cfg, agent.needed_disk_bytes(vector))
-    # the run keeps its architecture (without the search's timings), so --resume continues its training
-    source = {k: v for k, v in read_json(arch).items() if k not in ("supernet_seconds", "search_seconds")}
-    run.write_json("architecture.json", source)
-    with resumable(run):
-        results = agent.run_search()
-    finish(results, run, quiet)
+    launch = api.start_run(load_config(config, set_ or []), quiet, arch)
+    with resumable(launch.run):
+        results = launch.execute()
+    finish(results, launch.run, quiet)
 
 
 @app.command()
@@ -146,23 +106,16 @@ def evaluate(
 ) -> None:
     """Evaluate a trained child network on the test split and print its metrics."""
     cfg = load_config(config, set_ or [])
-    agent = MainAgent(cfg, quiet=True)
-    comp = agent.setup()
-    state = load_checkpoint(checkpoint)
-    if not isinstance(state, dict) or "indices" not in state or "model" not in state:
-        raise OsnasError(f"{checkpoint} is not an osnas model checkpoint (expected RUN/model.pt)")
-    if state.get("space") != comp.definition.name:
-        raise OsnasError(f"{checkpoint} holds a {state.get('space')!r} network but the config uses {comp.definition.name!r}")
-    from osnas.search_spaces.child import build_child
-    from osnas.training import DTYPES, compute_in
-
-    child = compute_in(build_child(comp.definition, state["indices"]).to(agent.device), DTYPES[cfg.dtype])
+    device = resolve_device(cfg.device)
+    comp = build_components(cfg, device, artifacts.lookup_table_dir(cfg))
+    state = artifacts.read_model(checkpoint, comp.definition.name)
+    child = compute_in(build_child(comp.definition, state["indices"]).to(device), DTYPES[cfg.dtype])
     try:
         child.load_state_dict(state["model"])
     except RuntimeError as exc:
         raise OsnasError(f"{checkpoint} does not match the network of this config: {str(exc).splitlines()[0]}") from None
     child.eval()
     _, test_loader = comp.dataflow.final_split()
-    metrics = comp.agent.evaluate(child, test_loader)
+    metrics = comp.training_agent.evaluate(child, test_loader)
     for key, value in metrics.items():
         out.print(f"{key}: {value:.4f}")

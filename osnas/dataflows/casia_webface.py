@@ -2,9 +2,11 @@
 
 Splits (the ``face_recognition`` agent reads both batch kinds):
 
-- search train / search val: a seeded split of every identity's images; val
-  batches are ``(images, identity)`` with each identity's images kept together,
-  so the agent forms same/different pairs inside each batch.
+- search train / search val: a seeded split by identity (about ``val_fraction``
+  of the images, whole identities), so the search selects by verification on
+  people the supernet never trained on, as the LFW test does; val batches are
+  ``(images, identity)`` with each identity's images kept together, so the agent
+  forms same/different pairs inside each batch.
 - final train: every training image; test: LFW ``pairs.txt`` as pair batches
   ``(cat([a, b]), same)`` in file order (contiguous chunks = the official folds).
 
@@ -25,7 +27,7 @@ from pydantic import Field, PositiveInt, model_validator
 from osnas.dataflows.base import Dataflow, DataflowOptions
 from osnas.dataflows.folder import CenterCrop, FolderLoader, ImageDataset, Order, fixed, scan_class_folders, shuffled
 from osnas.dataflows.lfw import read_pairs
-from osnas.dataflows.splits import check_batch_size, class_counts, split_indices
+from osnas.dataflows.splits import check_batch_size, class_counts, split_by_class
 from osnas.registry import register
 
 MEAN = (0.5, 0.5, 0.5)
@@ -90,7 +92,7 @@ class CasiaWebFace(Dataflow):
         self.identities, self.rel, self.labels = scan_class_folders(self.root, "face training set")
         self.lfw_root = Path(options.lfw_root).expanduser()
         self.pairs = read_pairs(self.lfw_root, options.lfw_pairs)
-        self.search_train_idx, self.search_val_idx = split_indices(self.labels, options.val_fraction, seed)
+        self.search_train_idx, self.search_val_idx = split_by_class(self.labels, options.val_fraction, seed)
         check_batch_size(options.batch_size, len(self.search_train_idx))
 
     @property

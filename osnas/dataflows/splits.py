@@ -19,6 +19,28 @@ def split_indices(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.nd
     return np.sort(keep), np.sort(held)
 
 
+def split_by_class(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(keep, held_out) index arrays with whole classes held out: about ``fraction`` of the samples.
+
+    For face recognition the held-out identities are people the supernet never saw,
+    as at test time. Only classes with at least 2 samples are held out (each must
+    form a same-identity pair), at least 2 of them (for different-identity pairs),
+    and at least one class stays for training.
+    """
+    labels = np.asarray(labels)
+    counts = np.bincount(labels) if labels.size else np.zeros(0, dtype=np.int64)
+    present = np.flatnonzero(counts)
+    order = np.random.default_rng(seed).permutation(np.flatnonzero(counts >= 2))
+    if present.size < 3 or order.size < 2:
+        raise DataError(f"the search validation split holds out whole identities: the training set needs at least 3 "
+                        f"identities, 2 of them with 2 or more images; it has {present.size} identities, "
+                        f"{order.size} with 2 or more images")
+    closest = int(np.argmin(np.abs(np.cumsum(counts[order]) - fraction * labels.size))) + 1
+    held_classes = order[: max(2, min(closest, present.size - 1))]
+    held = np.isin(labels, held_classes)
+    return np.flatnonzero(~held), np.flatnonzero(held)
+
+
 def class_counts(labels: np.ndarray, names: list[str] | None = None) -> dict[str, int]:
     """Samples per class, keyed by class name when ``names`` is given, else by class index."""
     values, counts = np.unique(np.asarray(labels), return_counts=True)

@@ -87,7 +87,7 @@ class ProbeEvaluator:
 
     # the SupernetScorer side: a loss that, like the scores, prefers candidates with more parameters
     @property
-    def num_train_batches(self) -> int:
+    def num_val_batches(self) -> int:
         return 1
 
     @property

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import inspect
 import json
 import logging
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,53 @@ METRICS = ("macs", "params", "latency")
 # factor from stored raw values to the units of the constraint (MACs/params in millions, latency in ms)
 UNITS = {"macs": 1e-6, "params": 1e-6, "latency": 1.0}
 FORMAT_VERSION = 1
+
+
+def code_files(obj: Any) -> dict[str, str]:
+    """Name -> source of the file defining ``obj`` and of the same package's files it imports names from.
+
+    A block's cost depends on its factory and on the module classes the factory
+    builds, which live in that file or one it imports them from.
+    """
+    module = inspect.getmodule(obj)
+    if module is None:
+        return {f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', repr(obj))}": ""}
+    package = module.__name__.split(".")[0]
+    modules = {module.__name__: module}
+    for value in vars(module).values():
+        if inspect.isclass(value) or inspect.isfunction(value):
+            home = inspect.getmodule(value)
+            if home is not None and home.__name__.split(".")[0] == package:
+                modules[home.__name__] = home
+    files = {}
+    for name, mod in modules.items():
+        try:
+            files[name] = inspect.getsource(mod)
+        except (OSError, TypeError):  # no source file (e.g. defined interactively): its name only
+            files[name] = ""
+    return files
+
+
+def implementation_hash(definition: SpaceDefinition) -> str:
+    """Hash of the code the costs depend on: the files of every block factory and item class the space uses."""
+    from osnas.search_spaces.blocks import BLOCKS
+
+    objects: list[Any] = []
+    for item in definition.body:
+        objects.append(type(item))
+        ops = [item.op] if hasattr(item, "op") else list(getattr(item, "candidates", ()))
+        objects.extend(BLOCKS.get(spec.kind) for spec in ops)
+    files: dict[str, str] = {}
+    for obj in objects:
+        files.update(code_files(obj))
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+
+
+def package_version(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
 
 
 def item_input_shapes(definition: SpaceDefinition) -> list[tuple[int, ...]]:
@@ -136,11 +185,14 @@ class LookupTable:
     def metadata(
         definition: SpaceDefinition, device: torch.device, latency: bool, latency_batch: int, latency_runs: int
     ) -> dict[str, Any]:
-        """What a cached table must match to be reused."""
+        """What a cached table must match to be reused: the space, the code that builds its blocks, the tools."""
         return {
             "format": FORMAT_VERSION,
             "space": definition.name,
             "space_hash": definition.fingerprint(),
+            "code_hash": implementation_hash(definition),
+            "osnas": package_version("osnas"),
+            "thop": package_version("thop"),
             "input_size": definition.input_size,
             "device": str(device.type if device.type == "cpu" else torch.cuda.get_device_name(device)),
             "dtype": "float32",
@@ -180,6 +232,11 @@ class LookupTable:
         return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
 
     @classmethod
+    def cache_path(cls, cache_dir: Path, meta: dict[str, Any]) -> Path:
+        """The file that caches the table of ``meta`` in ``cache_dir`` (one per space and metadata)."""
+        return Path(cache_dir) / f"{meta['space']}-{cls.cache_key(meta)}.json"
+
+    @classmethod
     def load_or_build(
         cls,
         definition: SpaceDefinition,
@@ -195,7 +252,7 @@ class LookupTable:
         """
         device = torch.device(device)
         meta = cls.metadata(definition, device, latency, latency_batch, latency_runs)
-        path = None if cache_dir is None else Path(cache_dir) / f"{definition.name}-{cls.cache_key(meta)}.json"
+        path = None if cache_dir is None else cls.cache_path(cache_dir, meta)
         note = "built"
         if path is not None and path.exists():
             try:

@@ -4,9 +4,10 @@ A small MLP takes the target cost, normalised to the space's achievable range
 [cheapest, dearest] (``lut.bounds``), and outputs (L, K) logits over the
 candidates. It is trained with the supernet frozen, over targets drawn uniformly
 from ``[target_min, target_max]``: each iteration samples a hard architecture by
-straight-through gumbel-softmax, runs only its candidates on a training batch
-(the evaluator's fixed ``evaluation.bn_batches`` batches, cycled: the supernet is
-frozen, so a few batches suffice to rank candidates by usefulness) and minimises
+straight-through gumbel-softmax, runs only its candidates on a validation batch
+(the evaluator's fixed ``evaluation.val_batches`` batches, cycled, as in the
+paper and OSNASLib: the generator is selected on held-out data, like every other
+search strategy) and minimises
 ``task loss + penalty * |cost - target| / target``. The cost is the lookup
 table's ``expected_cost`` of the straight-through weights: its value is the
 sampled architecture's exact cost and its gradient that of the relaxation, so
@@ -153,9 +154,9 @@ class ArchitectureGeneratorSearch(SearchStrategy):
         if not isinstance(evaluator, SupernetScorer):
             raise OsnasError("search_strategy architecture_generator trains on the supernet; this evaluator "
                              f"({type(evaluator).__name__}) cannot run it")
-        if not evaluator.num_train_batches:
-            raise OsnasError("search_strategy architecture_generator trains on the evaluator's training batches; "
-                             "set evaluation.bn_batches >= 1")
+        if not evaluator.num_val_batches:
+            raise OsnasError("search_strategy architecture_generator trains on the evaluator's validation batches; "
+                             "set evaluation.val_batches >= 1")
         bounds = context.lut.bounds(constraint.metric, definition)
         low, high = target_range(opts, constraint, bounds)
         if not low < high:

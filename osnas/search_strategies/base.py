@@ -52,8 +52,9 @@ class SupernetScorer(Scorer, Protocol):
     (for strategies that train on it, e.g. ``architecture_generator``)."""
 
     @property
-    def num_train_batches(self) -> int:
-        """How many fixed training batches :meth:`mixed_loss` cycles through (0: none)."""
+    def num_val_batches(self) -> int:
+        """How many fixed validation batches (the ones candidates are scored on) :meth:`mixed_loss` cycles
+        through (0: none)."""
 
     @property
     def device(self) -> torch.device:
@@ -63,7 +64,7 @@ class SupernetScorer(Scorer, Protocol):
         """While open, the supernet's weights are fixed and restored (with its BN statistics) afterwards."""
 
     def mixed_loss(self, weights: torch.Tensor, active: np.ndarray, step: int) -> torch.Tensor:
-        """Task loss on training batch ``step`` (cycled) with (L, K) mixing ``weights``, running only the
+        """Task loss on validation batch ``step`` (cycled) with (L, K) mixing ``weights``, running only the
         ``active`` (L, K) candidates; differentiable in ``weights``."""
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 from pydantic import Field, PositiveInt, model_validator
 
@@ -17,6 +19,8 @@ class EvolutionOptions(SearchStrategyOptions):
     mutation_prob: float = Field(0.1, gt=0.0, le=1.0)
     crossover_fraction: float = Field(0.5, ge=0.0, le=1.0)
     max_tries: PositiveInt = 50
+    infeasible: Literal["repair", "reject"] = Field(
+        "repair", description="an infeasible child: repaired into the budget, or rejected and re-drawn (SPOS paper)")
 
     @model_validator(mode="after")
     def _top_k(self) -> "EvolutionOptions":
@@ -27,7 +31,7 @@ class EvolutionOptions(SearchStrategyOptions):
 
 @register("search_strategy", "evolution")
 class Evolution(GenerationalSearch):
-    """SPOS evolution: population, top-k parents, crossover + mutation, infeasible children repaired."""
+    """SPOS evolution: population, top-k parents, crossover + mutation; infeasible children repaired or rejected."""
 
     Options = EvolutionOptions
 
@@ -62,7 +66,8 @@ class Evolution(GenerationalSearch):
             return mutate(parents[rng.integers(len(parents))], choices, opts.mutation_prob, rng)
 
         for i in range(opts.population):
-            child = feasible_child(context, cross if i < n_cross else mutation, seen, opts.max_tries)
+            child = feasible_child(context, cross if i < n_cross else mutation, seen, opts.max_tries,
+                                   repair=opts.infeasible == "repair")
             seen.add(arch_key(child))
             children.append(child)
         return np.stack(children)

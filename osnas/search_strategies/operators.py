@@ -42,8 +42,10 @@ def crossover(a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> np.ndar
 
 
 def feasible_child(context: SearchContext, propose: Callable[[], np.ndarray], seen: set[Key],
-                   max_tries: int) -> np.ndarray:
+                   max_tries: int, repair: bool = True) -> np.ndarray:
     """A feasible child not in ``seen``: proposed, repaired if it breaks the constraint, else re-drawn.
+
+    With ``repair=False`` an infeasible proposal is discarded and re-drawn (SPOS' rejection).
 
     After ``max_tries`` proposals that were all seen before (or could not be repaired)
     a fresh feasible random architecture is returned, so the loop is bounded.
@@ -52,6 +54,8 @@ def feasible_child(context: SearchContext, propose: Callable[[], np.ndarray], se
     for _ in range(max_tries):
         child = propose()
         if not constraint.feasible(child):
+            if not repair:
+                continue
             try:
                 child = constraint.repair(child, context.rng)
             except InfeasibleConstraintError:

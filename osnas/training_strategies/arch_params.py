@@ -1,26 +1,34 @@
 """Architecture parameters shared by the gradient-based strategies (differentiable, proxyless).
 
 ``alpha`` is an (L, K) matrix of logits; entries beyond a layer's candidate count
-are masked (logit -inf, probability 0). It has its own Adam optimizer, is updated
-on validation batches, and the hardware penalty is taken on the softmax-*expected*
-lookup-table cost, so it is differentiable and means the same for every space.
+are masked (logit -inf, probability 0). It has its own Adam optimizer and is
+updated on validation batches with a hardware penalty chosen by
+``ArchOptions.penalty`` (docs/strategies.md, "Hardware penalties"): the papers'
+multiplicative forms (FBNet, ProxylessNAS) on the softmax-expected cost, which
+always push the cost down, or the default budget-targeting form on the derived
+(argmax) architecture's cost with the expected cost's gradient (straight
+through), which pulls the architecture that will be derived onto the budget.
 """
 
 from __future__ import annotations
 
 import math
 from itertools import islice
-from typing import Any, Iterator, Literal
+from typing import Any, Iterator, Literal, Optional
 
 import numpy as np
 import torch
 import torch.nn as nn
-from pydantic import Field, PositiveFloat
+from pydantic import Field, PositiveFloat, model_validator
 
 from osnas.dataflows.base import Loader
 from osnas.errors import DataError, OsnasError
+from osnas.search_spaces.lookup_table import UNITS
 from osnas.training import Updater
 from osnas.training_strategies.base import Batch, TrainingContext, TrainingStrategy, TrainingStrategyOptions
+
+
+PAPER_PENALTIES = {"fbnet": (0.2, 0.6), "proxyless": (0.2, 0.3)}  # (alpha, beta) of FBNet and ProxylessNAS
 
 
 class ArchOptions(TrainingStrategyOptions):
@@ -28,14 +36,43 @@ class ArchOptions(TrainingStrategyOptions):
 
     arch_lr: PositiveFloat = 1e-3
     arch_weight_decay: float = Field(1e-3, ge=0.0)
+    arch_betas: tuple[float, float] = Field((0.5, 0.999), description="Adam betas of alpha (DARTS: 0.5, 0.999)")
+    arch_eps: PositiveFloat = 1e-8
     warmup_epochs: int = Field(0, ge=0, description="epochs of weight-only training before alpha is updated")
-    penalty: Literal["relative", "fbnet", "none"] = Field(
-        "relative",
-        description="relative: loss + w * relu(E[cost]/max - 1) (and relu(1 - E[cost]/min) with a min); "
-        "fbnet: loss * w * log(1 + E[cost]/max) ** exponent",
+    penalty: Literal["budget", "distance", "excess", "fbnet", "proxyless", "none"] = Field(
+        "budget",
+        description="budget: loss + w * (relu(cost/max - 1) + relu(1 - cost/(budget_fraction * max))), no pull "
+        "inside the band; distance: loss + w * |cost/(budget_fraction * max) - 1| (TuNAS' absolute reward); "
+        "excess: loss + w * relu(cost/max - 1) (+ relu(1 - cost/min)); fbnet: loss * w * log(E[cost]) ** exponent "
+        "(FBNet); proxyless: loss * w * (log E[cost] / log max) ** exponent (ProxylessNAS mul#log)",
     )
-    penalty_weight: float = Field(1.0, ge=0.0)
-    penalty_exponent: PositiveFloat = Field(0.6, description="FBNet's beta; only used by penalty: fbnet")
+    penalty_cost: Literal["derived", "expected"] = Field(
+        "derived", description="budget/distance/excess: the argmax architecture's cost (straight-through gradient of the "
+        "expected cost) or the softmax-expected cost")
+    penalty_weight: Optional[float] = Field(
+        None, ge=0.0, description="w; default 0.2 for fbnet and proxyless (the papers' alpha), else 1")
+    penalty_exponent: Optional[PositiveFloat] = Field(
+        None, description="beta of fbnet (default 0.6) and proxyless (default 0.3)")
+    budget_fraction: float = Field(0.95, gt=0.0, le=1.0, description="budget: the band's lower edge, distance: "
+                                   "the cost aimed at, as a fraction of constraint.max (constraint.min overrides)")
+
+    @model_validator(mode="after")
+    def _betas(self) -> "ArchOptions":
+        if not all(0.0 <= b < 1.0 for b in self.arch_betas):
+            raise ValueError(f"arch_betas {list(self.arch_betas)} must lie in [0, 1)")
+        return self
+
+    @property
+    def weight(self) -> float:
+        if self.penalty_weight is not None:
+            return self.penalty_weight
+        return PAPER_PENALTIES.get(self.penalty, (1.0, 0.0))[0]
+
+    @property
+    def exponent(self) -> float:
+        if self.penalty_exponent is not None:
+            return self.penalty_exponent
+        return PAPER_PENALTIES.get(self.penalty, (0.0, 1.0))[1]
 
 
 def masked_softmax(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -98,9 +135,8 @@ class ArchStrategy(TrainingStrategy):
         d = context.definition
         self.mask = torch.as_tensor(d.choice_mask, device=context.device)
         self.alpha = nn.Parameter(torch.zeros(d.num_layers, d.max_choices, device=context.device))
-        # DARTS' settings for the architecture optimizer (betas 0.5, 0.999)
-        self.arch_optimizer = torch.optim.Adam([self.alpha], lr=options.arch_lr, betas=(0.5, 0.999),
-                                               weight_decay=options.arch_weight_decay)
+        self.arch_optimizer = torch.optim.Adam([self.alpha], lr=options.arch_lr, betas=options.arch_betas,
+                                               eps=options.arch_eps, weight_decay=options.arch_weight_decay)
         self.val = ValCycle(context.val_loader)
         self.epoch = 0
 
@@ -132,30 +168,60 @@ class ArchStrategy(TrainingStrategy):
         """Softmax-expected cost of the constraint's metric, in constraint units."""
         return self.context.lut.expected_cost(probs, self.context.constraint.metric)
 
-    def arch_loss(self, task_loss: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
-        """The task loss with the hardware penalty on ``expected_cost(probs)`` (see ``ArchOptions.penalty``)."""
-        opts, constraint = self.options, self.context.constraint
-        if opts.penalty == "none" or opts.penalty_weight == 0:
-            return task_loss
-        expected = self.expected_cost(probs.float())
-        ratio = expected / constraint.max
-        if opts.penalty == "fbnet":
-            return task_loss * opts.penalty_weight * torch.log1p(ratio) ** opts.penalty_exponent
-        penalty = torch.relu(ratio - 1.0)
-        if constraint.min:
-            penalty = penalty + torch.relu(1.0 - expected / constraint.min)
-        return task_loss + opts.penalty_weight * penalty
+    def penalty_floor(self) -> float:
+        """The lowest cost the budget penalties accept without a pull: ``constraint.min``, else a fraction of max."""
+        constraint = self.context.constraint
+        return constraint.min if constraint.min is not None else self.options.budget_fraction * constraint.max
 
-    def arch_update(self, loss: torch.Tensor, updater: Updater) -> None:
-        """One Adam step on alpha from ``loss``; gradients of the weights are neither computed nor kept."""
+    def penalised_cost(self, probs: torch.Tensor) -> torch.Tensor:
+        """``penalty_cost``: the derived architecture's cost in value, the expected cost's gradient; or E[cost]."""
+        expected = self.expected_cost(probs)
+        if self.options.penalty_cost == "expected":
+            return expected
+        derived = float(self.context.constraint.cost(self.derive()))
+        return expected - expected.detach() + derived
+
+    def arch_loss(self, task_loss: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+        """The task loss with the hardware penalty of ``ArchOptions.penalty``."""
+        opts, constraint = self.options, self.context.constraint
+        weight = opts.weight
+        if opts.penalty == "none" or weight == 0:
+            return task_loss
+        probs = probs.float()
+        if opts.penalty in PAPER_PENALTIES:  # the papers' costs in base units: MACs/params counted, latency in ms
+            scale = 1.0 / UNITS[constraint.metric]
+            log_cost = torch.log(self.expected_cost(probs) * scale).clamp(min=1e-6)
+            if opts.penalty == "proxyless":
+                log_cost = log_cost / math.log(constraint.max * scale)
+            return task_loss * weight * log_cost ** opts.exponent
+        cost = self.penalised_cost(probs)
+        if opts.penalty == "distance":
+            return task_loss + weight * torch.abs(cost / self.penalty_floor() - 1.0)
+        penalty = torch.relu(cost / constraint.max - 1.0)
+        if opts.penalty == "budget" or constraint.min:
+            penalty = penalty + torch.relu(1.0 - cost / self.penalty_floor())
+        return task_loss + weight * penalty
+
+    def arch_update(self, loss: torch.Tensor, updater: Updater, frozen: np.ndarray | None = None) -> bool:
+        """One Adam step on alpha from ``loss``; the rows of ``frozen`` layers stay as they are.
+
+        Gradients of the weights are neither computed nor kept. False when the step
+        was skipped (an fp16 overflow: the weight step's scaler lowers the scale).
+        """
         scale = updater.scaler.get_scale() if updater.scaler.is_enabled() else 1.0
         grads = torch.autograd.grad(loss * scale, self.arch_parameters())
         self.arch_optimizer.zero_grad(set_to_none=True)
         for param, grad in zip(self.arch_parameters(), grads):
             param.grad = grad / scale
         if scale != 1.0 and not all(torch.isfinite(g).all() for g in grads):
-            return  # an fp16 overflow: the weight step's scaler lowers the scale, this alpha step is skipped
+            return False
+        rows = None if frozen is None or not frozen.any() else torch.as_tensor(frozen, device=self.alpha.device)
+        kept = None if rows is None else self.alpha.detach()[rows].clone()
         self.arch_optimizer.step()
+        if rows is not None:
+            with torch.no_grad():
+                self.alpha[rows] = kept
+        return True
 
     # ------------------------------------------------------------------ logging and state
     def epoch_metrics(self) -> dict[str, float]:
