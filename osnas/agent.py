@@ -22,6 +22,7 @@ from osnas.pipeline.search import SearchPhase
 from osnas.pipeline.supernet import SupernetPhase
 from osnas.run_dir import RunDir
 from osnas.runtime import resolve_device
+from osnas.store import obtain_supernet
 
 
 class MainAgent:
@@ -54,7 +55,8 @@ class MainAgent:
         arch = search.reuse()
         if arch is None:
             supernet = SupernetPhase(ctx)
-            arch = search.run(supernet.run(reuse_supernet), supernet.strategy)
+            # the supernet: given (--supernet), this run's own, the store's, or trained now
+            arch = search.run(obtain_supernet(supernet, reuse_supernet), supernet.strategy)
         final = FinalPhase(ctx, arch)
         final.run()
         results = TestPhase(ctx).run(final, started)

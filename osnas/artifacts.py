@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
@@ -27,6 +27,7 @@ LOG = "log.txt"
 METRICS = METRICS_FILE
 SUPERNET = "supernet.pt"
 SUPERNET_LAST = "supernet_last.pt"
+SUPERNET_SOURCE = "supernet_source.json"  # where the supernet came from (osnas/store.py)
 SEARCH_STATE = "search_state.pt"
 ARCHITECTURE = "architecture.json"
 PARETO = "pareto.json"
@@ -154,7 +155,8 @@ class Results(_File):
     test: dict[str, Number]
     macs: Union[StrictInt, Finite]
     params: StrictInt
-    latency_ms: Optional[Finite]
+    latency_ms: Optional[Finite]  # None when latency was not measured (lookup_table.latency: false)
+    latency: Union[Literal["not measured"], dict[str, Any], None] = None  # spread of the timing (profiling.py)
     candidates: list[str] = []
     seconds: dict[str, Finite] = {}
     device: Optional[str] = None

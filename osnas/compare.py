@@ -3,46 +3,46 @@
 Layout of the output directory::
 
     DIR/index.json            one entry per (method, seed), written atomically after each change
-    DIR/runs/<method>-seed<s> an ordinary run directory (resumable, reportable)
-    DIR/comparison.csv|.md    mean +- std per method
+    DIR/runs/<method>-seed<s> an ordinary run directory (resumable, reportable); a later comparison
+                              with a changed config gets ``<method>-seed<s>-<config hash>`` beside it
+    DIR/comparison.csv|.md    mean +- std per method, then one row per run
     DIR/pareto.png            accuracy against the constraint metric
 
-Runs whose configs agree on everything the supernet depends on share one trained
-supernet: the first trains it, the others load it (``supernet_from`` in the index and
-in their results.json). A finished run (results.json) is reused and an unfinished one
-resumed, so an interrupted comparison continues where it stopped.
+Supernets come from the supernet store (:mod:`osnas.store`): runs whose configs agree on
+everything the supernet depends on train it once, in this comparison or any earlier run.
+Runs are independent jobs, executed in this process, in parallel processes or on a cluster
+(:mod:`osnas.launch`); a job whose supernet another job is training waits for it. A finished
+run (results.json) is reused and an unfinished one resumed, so an interrupted comparison
+continues where it stopped.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
+import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-from matplotlib.figure import Figure
+import torch
 from rich.table import Table
 
 from osnas import artifacts, distributed
 from osnas.agent import MainAgent
 from osnas.api import Launch
+from osnas.compare_report import (aggregate, plot_pareto, rich_table, run_rows, selection_metric, supernet_source,
+                                  write_csv, write_markdown)
 from osnas.config import Config, load_config, read_yaml, validate_config
 from osnas.errors import OsnasError
-from osnas.registry import REGISTRIES
-from osnas.report import save_figure
-from osnas.run_dir import RunDir, atomic_write_json, atomic_write_text, read_json
+from osnas.launch import InlineLauncher, LaunchOptions, make_launcher
+from osnas.plugins import load_builtins, load_plugins
+from osnas.run_dir import RunDir, atomic_write_json, read_json
+from osnas.store import CHECKPOINT, SupernetStore, supernet_key
 
-# config sections a trained supernet depends on (the constraint and lookup table too:
-# budget- or latency-aware training strategies see them); cache_dir is only a location
-SUPERNET_SECTIONS = ("seed", "device", "deterministic", "dtype", "task", "criterion", "dataflow", "search_space",
-                     "training_strategy", "supernet", "constraint", "lookup_table")
-AXIS_LABELS = {"macs": "MACs (M, lookup table)", "params": "params (M, lookup table)",
-               "latency": "latency (ms, lookup table)"}
+POLL_SECONDS = 0.2
+PLANS = {"own": "its own supernet", "store": "supernet from the store", "train": "training its supernet"}
 
 
 @dataclass
@@ -66,12 +66,16 @@ class RunSpec:
         return f"{self.method}-seed{self.seed}"
 
 
-def supernet_key(config: Config) -> str:
-    """Equal for two configs exactly when they would train the same supernet."""
-    data = config.dump()
-    sections = {k: data[k] for k in SUPERNET_SECTIONS}
-    sections["lookup_table"] = {k: v for k, v in data["lookup_table"].items() if k != "cache_dir"}
-    return hashlib.sha256(json.dumps(sections, sort_keys=True).encode()).hexdigest()[:16]
+@dataclass
+class Job:
+    """What a worker process needs to run one run: plain data only (it is pickled)."""
+
+    config: dict[str, Any]
+    source: str
+    run_path: str
+    quiet: bool
+    threads: int | None = None
+    plugins: list[str] = field(default_factory=list)
 
 
 def load_methods(paths: list[Path], overrides: list[str]) -> list[Method]:
@@ -89,12 +93,18 @@ def load_methods(paths: list[Path], overrides: list[str]) -> list[Method]:
 
 
 def plan(methods: list[Method], seeds: int, out_dir: Path) -> list[RunSpec]:
-    """Every method for every seed, seed-major (so a supernet is trained before its sharers run)."""
+    """Every method for every seed, seed-major (so a supernet is trained before its sharers run).
+
+    The supernet store stays where each config puts it (default: its own ``output.dir``), so
+    comparisons and single runs of the same configs share supernets.
+    """
     specs = []
     for i in range(seeds):
         for method in methods:
             data = method.config.dump()
             data["seed"] = method.config.seed + i
+            if data["store"]["dir"] is None:
+                data["store"]["dir"] = str((Path(method.config.output.dir) / "supernets").resolve())
             data["output"] = {"dir": str(out_dir / "runs"), "name": f"{method.name}-seed{data['seed']}"}
             if data["lookup_table"]["cache_dir"] is None:
                 data["lookup_table"]["cache_dir"] = str(out_dir / artifacts.LOOKUP_TABLES)
@@ -102,16 +112,38 @@ def plan(methods: list[Method], seeds: int, out_dir: Path) -> list[RunSpec]:
     return specs
 
 
+def config_hash(config: Config) -> str:
+    return hashlib.sha256(json.dumps(config.dump(), sort_keys=True).encode()).hexdigest()[:8]
+
+
+def run_job(job: Job) -> dict[str, Any]:
+    """Run (or resume) one run of a comparison in this process; returns its results.
+
+    Used in place (``--jobs 1``) and in worker processes, which start with empty registries.
+    """
+    if job.threads:
+        torch.set_num_threads(job.threads)
+    load_builtins()
+    load_plugins([Path(p) for p in job.plugins])
+    config = validate_config(job.config, job.source)
+    run = RunDir.open(job.run_path)
+    run.lock()
+    return Launch(MainAgent(config, quiet=job.quiet), run).execute()  # the supernet: its own, stored or trained
+
+
 class Comparison:
-    """Runs (or reuses) every planned run and aggregates their results."""
+    """Runs (or reuses) every planned run, in dependency order, and collects their results."""
 
     def __init__(self, specs: list[RunSpec], out_dir: Path, quiet: bool = True,
-                 say: Callable[[str], None] = lambda message: None) -> None:
+                 say: Callable[[str], None] = lambda message: None, options: LaunchOptions | None = None,
+                 plugins: list[Path] | None = None) -> None:
         self.specs = specs
         self.out_dir = Path(out_dir)
         self.runs_dir = self.out_dir / "runs"
         self.quiet = quiet
         self.say = say
+        self.options = options or LaunchOptions()
+        self.plugins = [str(Path(p).resolve()) for p in plugins or []]
         self.index_path = self.out_dir / "index.json"
         self.index: dict[str, Any] = {"runs": {}}
         if self.index_path.is_file():
@@ -123,60 +155,133 @@ class Comparison:
     def save_index(self) -> None:
         atomic_write_json(self.index_path, self.index)
 
+    def run_path(self, spec: RunSpec) -> Path:
+        """``runs/<name>`` unless it holds a run of another config; then ``runs/<name>-<config hash>``."""
+        plain = self.runs_dir / spec.name
+        if not (plain / artifacts.CONFIG).is_file() or read_yaml(plain / artifacts.CONFIG) == spec.config.dump():
+            return plain
+        return self.runs_dir / f"{spec.name}-{config_hash(spec.config)}"
+
+    def job(self, spec: RunSpec, path: Path) -> Job:
+        local_pool = self.options.launcher == "local" and self.options.jobs > 1  # the processes share this machine
+        threads = max(1, (os.cpu_count() or 1) // self.options.jobs) if local_pool else self.options.cpus_per_job
+        return Job(spec.config.dump(), spec.config.source, str(path), self.quiet, threads, self.plugins)
+
+    def supernet_plan(self, spec: RunSpec, path: Path) -> str:
+        """What the run will do for its supernet: "own" (it has one), "store" (an entry exists) or "train"."""
+        if any((path / f).is_file() for f in (CHECKPOINT, "architecture.json")):
+            return "own"
+        store = SupernetStore.for_config(spec.config)
+        return "store" if store is not None and store.lookup(spec.config) is not None else "train"
+
     def run_all(self) -> dict[str, dict[str, Any]]:
-        """Results of every run, keyed by run name, training only what is not done yet."""
-        trainers: dict[str, str] = {}  # supernet key -> run whose supernet.pt the others load
-        results = {}
+        """Results of every run, keyed by run name, running only what is not done yet."""
+        paths = {spec.name: self.run_path(spec) for spec in self.specs}
+        # the index describes this comparison: runs of other seeds or methods stay on disk, unlisted
+        self.index["runs"] = {name: e for name, e in self.index["runs"].items() if name in paths}
+        waiting = []
         for number, spec in enumerate(self.specs, 1):
-            key = supernet_key(spec.config)
-            tag = f"[{number}/{len(self.specs)}] {spec.name}:"
-            run_path = self.runs_dir / spec.name
-            if (run_path / artifacts.RESULTS).is_file():
-                self.open_run(spec)  # checks that its config is still the one asked for
-                self.say(f"{tag} finished earlier, reused")
-                if spec.name not in self.index["runs"]:  # an index lost or from elsewhere: rebuilt
-                    self.record(spec, key, artifacts.read_results(run_path).to_dict().get("supernet_from"), "done")
+            self.open_run(spec, paths[spec.name])
+            if (paths[spec.name] / artifacts.RESULTS).is_file():
+                self.say(f"[{number}/{len(self.specs)}] {spec.name}: finished earlier, reused")
+                if self.index["runs"].get(spec.name, {}).get("run_dir") != self.relative(paths[spec.name]):
+                    self.record(spec, paths[spec.name], "done")  # an index lost, from elsewhere or of another config
             else:
-                self.execute(spec, key, trainers.get(key), tag)
-            done = artifacts.read_results(run_path).to_dict()
-            source = done.get("supernet_from")
-            if source is None and (run_path / artifacts.SUPERNET).is_file():
-                trainers.setdefault(key, spec.name)
-            results[spec.name] = {**done, "method": spec.method, "seed": spec.seed, "supernet_from": source}
-        return results
+                waiting.append(spec)
+        launcher = make_launcher(self.options, self.out_dir / "jobs")
+        try:
+            failures = self.schedule(waiting, paths, launcher)
+        except BaseException:
+            launcher.cancel()
+            raise
+        if failures:
+            listed = "; ".join(f"{name}: {message}" for name, message in failures.items())
+            raise OsnasError(f"{len(failures)} run(s) of the comparison failed ({listed}); the finished runs are "
+                             f"kept, run the same command again to retry the others")
+        return {spec.name: self.collect(spec, paths[spec.name]) for spec in self.specs}
 
-    def execute(self, spec: RunSpec, key: str, trainer: str | None, tag: str) -> None:
-        """Run (or resume) one run; ``trainer`` names the run whose supernet it may load."""
-        run = self.open_run(spec)
-        entry = self.index["runs"].get(spec.name) or {}
-        source = entry.get("supernet_from", trainer)  # an earlier decision stands
-        if source is not None and not (self.runs_dir / source / artifacts.SUPERNET).is_file():
-            source = None
-        entry = self.record(spec, key, source, "running", entry.get("started"))
-        what = f"supernet of {source}" if source else "training its supernet"
-        self.say(f"{tag} {'resuming' if run.exists(artifacts.METRICS) else 'running'} ({what})")
-        launch = Launch(MainAgent(spec.config, quiet=self.quiet), run)
-        results = launch.execute(self.runs_dir / source / artifacts.SUPERNET if source else None)
-        artifacts.write_results(run, {**results, "supernet_from": source})
-        entry.update(status="done", finished=time.time())
-        self.save_index()
+    def schedule(self, waiting: list[RunSpec], paths: dict[str, Path], launcher: Any) -> dict[str, str]:
+        """Start runs as slots free up, never two that would train the same supernet; their failures."""
+        training: dict[str, str] = {}  # supernet key -> the run training it now
+        running: dict[str, tuple[RunSpec, Any]] = {}
+        failures: dict[str, str] = {}
+        total = len(self.specs)
+        while waiting or running:
+            for spec in list(waiting):
+                if len(running) >= launcher.slots:
+                    break
+                key = supernet_key(spec.config)
+                if key in training:
+                    continue  # its supernet is being trained by another run: it will reuse it
+                path = paths[spec.name]
+                supernet = self.supernet_plan(spec, path)
+                if supernet == "train" and spec.config.store.enabled:
+                    training[key] = spec.name
+                waiting.remove(spec)
+                previous = self.index["runs"].get(spec.name) or {}
+                self.record(spec, path, "running", previous.get("started"))
+                what = PLANS[supernet]
+                verb = "resuming" if (path / artifacts.METRICS).is_file() else "running"
+                self.say(f"[{self.specs.index(spec) + 1}/{total}] {spec.name}: {verb} ({what})")
+                running[spec.name] = (spec, launcher.submit(run_job, self.job(spec, path)))
+            done = [name for name, (_, handle) in running.items() if handle.done()]
+            if not done:
+                time.sleep(POLL_SECONDS)
+            for name in done:
+                spec, handle = running.pop(name)
+                training = {k: v for k, v in training.items() if v != name}
+                try:
+                    handle.result()
+                except Exception as exc:
+                    failures[name] = str(exc) or type(exc).__name__
+                    self.record(spec, paths[name], "failed", error=failures[name])
+                    self.say(f"{name}: failed: {failures[name]}")
+                    if isinstance(launcher, InlineLauncher):
+                        raise  # one run at a time: stop at the first failure, traceback kept for --debug
+                    continue
+                self.finish(spec, paths[name])
+        return failures
 
-    def record(self, spec: RunSpec, key: str, source: str | None, status: str,
-               started: float | None = None) -> dict[str, Any]:
+    def finish(self, spec: RunSpec, path: Path) -> None:
+        """Note in results.json and in the index where the run's supernet came from."""
+        results = finished_results(path)
+        source = self.supernet_source(path, results)["from"]
+        artifacts.write_results(RunDir(path), {**results, "supernet_from": source})
+        self.record(spec, path, "done", (self.index["runs"].get(spec.name) or {}).get("started"))
+        self.say(f"{spec.name}: done ({f'supernet of {source}' if source else 'trained its supernet'})")
+
+    def supernet_source(self, path: Path, results: dict[str, Any]) -> dict[str, Any]:
+        names = {str(self.run_path(spec).resolve()): spec.name for spec in self.specs}
+        return supernet_source(path, results, names, self.out_dir)
+
+    def relative(self, path: Path) -> str:
+        return str(Path(path).relative_to(self.out_dir)) if Path(path).is_relative_to(self.out_dir) else str(path)
+
+    def collect(self, spec: RunSpec, path: Path) -> dict[str, Any]:
+        """A finished run's results with its method, seed and supernet origin."""
+        done = finished_results(path)
+        source = self.supernet_source(path, done)
+        return {**done, "method": spec.method, "seed": spec.seed, "run_dir": str(path),
+                "supernet_from": source["from"], "supernet_seconds": source["seconds"],
+                "supernet_key": source["key"] or supernet_key(spec.config)}
+
+    def record(self, spec: RunSpec, path: Path, status: str, started: float | None = None,
+               error: str | None = None) -> dict[str, Any]:
         """Write the index entry of a run (atomically, with the whole index)."""
-        entry = {"method": spec.method, "seed": spec.seed, "run_dir": f"runs/{spec.name}", "supernet_key": key,
-                 "supernet_from": source, "status": status, "started": started or time.time(),
-                 "finished": time.time() if status == "done" else None}
+        source = self.supernet_source(path, finished_results(path)) if status == "done" else {"from": None}
+        entry = {"method": spec.method, "seed": spec.seed, "run_dir": self.relative(path),
+                 "supernet_key": supernet_key(spec.config), "supernet_from": source["from"], "status": status,
+                 "started": started or time.time(), "finished": time.time() if status == "done" else None}
+        if error:
+            entry["error"] = error
         self.index["runs"][spec.name] = entry
         self.save_index()
         return entry
 
-    def open_run(self, spec: RunSpec) -> RunDir:
+    def open_run(self, spec: RunSpec, path: Path) -> RunDir:
         """The run's directory: made with its config, or reopened if its config is unchanged."""
-        path = self.runs_dir / spec.name
         if (path / artifacts.CONFIG).is_file():
-            saved = read_yaml(path / artifacts.CONFIG)
-            wanted = spec.config.dump()
+            saved, wanted = read_yaml(path / artifacts.CONFIG), spec.config.dump()
             changed = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
             if changed:
                 raise OsnasError(f"{path} was run with a different config (changed: {', '.join(changed)}); "
@@ -188,143 +293,28 @@ class Comparison:
         return run
 
 
-# ----------------------------------------------------------------------------- aggregation
-
-
-def selection_metric(methods: list[Method]) -> str:
-    """The test figure the table ranks on: the tasks' selection metric, which must agree."""
-    metrics = {m.name: REGISTRIES["training_agent"].get(m.config.task.name).selection_metric for m in methods}
-    if len(set(metrics.values())) > 1:
-        raise OsnasError(f"the configs select on different metrics ({metrics}); compare configs of one task")
-    return next(iter(metrics.values()))
-
-
-def run_figures(results: dict[str, Any], metric: str, supernet_seconds: float) -> dict[str, float]:
-    """The figures of one finished run, in table units."""
-    seconds = results.get("seconds", {})
-    return {
-        f"test_{metric}": float(results[f"test_{metric}"]),
-        "macs_m": results["macs"] / 1e6,
-        "params_m": results["params"] / 1e6,
-        "latency_ms": float(results["latency_ms"]),
-        "supernet_s": supernet_seconds,
-        "search_s": float(seconds.get("search", 0.0)),
-    }
-
-
-def column_titles(metric: str) -> dict[str, str]:
-    return {f"test_{metric}": f"test {metric}", "macs_m": "MACs (M)", "params_m": "params (M)",
-            "latency_ms": "latency (ms)", "supernet_s": "supernet training (s)", "search_s": "search (s)"}
-
-
-def aggregate(methods: list[Method], results: dict[str, dict[str, Any]], metric: str) -> list[dict[str, Any]]:
-    """One row per method: mean and sample std over seeds of every figure.
-
-    A run that loaded a shared supernet is charged that supernet's training time.
-    """
-    rows = []
-    for method in methods:
-        runs = [r for r in results.values() if r["method"] == method.name]
-        figures = []
-        for r in runs:
-            owner = results.get(r["supernet_from"], r) if r["supernet_from"] else r
-            figures.append(run_figures(r, metric, float(owner.get("seconds", {}).get("supernet", 0.0))))
-        row: dict[str, Any] = {"method": method.name, "runs": len(runs), "seeds": " ".join(str(r["seed"]) for r in runs)}
-        for key in figures[0]:
-            values = np.array([f[key] for f in figures])
-            row[f"{key}_mean"] = float(values.mean())
-            row[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
-        rows.append(row)
-    return rows
-
-
-def write_csv(rows: list[dict[str, Any]], path: Path) -> Path:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: round(v, 6) if isinstance(v, float) else v for k, v in row.items()})
-    atomic_write_text(path, buffer.getvalue())
-    return path
-
-
-def formatted(rows: list[dict[str, Any]], metric: str) -> tuple[list[str], list[list[str]]]:
-    """Header and cells ``mean ± std`` of the comparison table (markdown and terminal)."""
-    titles = column_titles(metric)
-    header = ["method", "runs", *titles.values()]
-    cells = []
-    for row in rows:
-        cells.append([row["method"], str(row["runs"]),
-                      *[f"{row[f'{k}_mean']:.2f} ± {row[f'{k}_std']:.2f}" for k in titles]])
-    return header, cells
-
-
-def write_markdown(rows: list[dict[str, Any]], metric: str, path: Path) -> Path:
-    header, cells = formatted(rows, metric)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(c) + " |" for c in cells]
-    atomic_write_text(path, "\n".join(lines) + "\n")
-    return path
-
-
-def rich_table(rows: list[dict[str, Any]], metric: str, title: str) -> Table:
-    header, cells = formatted(rows, metric)
-    table = Table(title=title, title_justify="left")
-    for i, name in enumerate(header):
-        table.add_column(name, justify="left" if i == 0 else "right")
-    for c in cells:
-        table.add_row(*c)
-    return table
-
-
-def pareto_front(points: np.ndarray) -> np.ndarray:
-    """The (cost, accuracy) points no other point beats on both (lower cost, higher accuracy), by cost."""
-    order = np.lexsort((-points[:, 1], points[:, 0]))
-    front, best = [], -np.inf
-    for i in order:
-        if points[i, 1] > best:
-            front.append(points[i])
-            best = points[i, 1]
-    return np.array(front)
-
-
-def plot_pareto(methods: list[Method], results: dict[str, dict[str, Any]], score: str, path: Path) -> Path:
-    """Accuracy against the constraint metric (LUT units): every run, each method's front, the budget."""
-    metric = methods[0].config.constraint.metric
-    figure = Figure(figsize=(7, 5))
-    ax = figure.subplots()
-    for i, method in enumerate(methods):
-        runs = [r for r in results.values() if r["method"] == method.name]
-        points = np.array([[r["lut_costs"][metric], r[f"test_{score}"]] for r in runs], dtype=np.float64)
-        ax.scatter(points[:, 0], points[:, 1], color=f"C{i}", label=method.name, zorder=3)
-        front = pareto_front(points)
-        ax.step(front[:, 0], front[:, 1], where="post", color=f"C{i}", alpha=0.7)
-    budgets = sorted({m.config.constraint.max for m in methods if m.config.constraint.metric == metric})
-    for budget in budgets:
-        ax.axvline(budget, color="k", linestyle="--", linewidth=1)
-        ax.annotate(f"budget {budget:g}", (budget, 1), xycoords=("data", "axes fraction"), rotation=90,
-                    va="top", ha="right", fontsize=8)
-    ax.set_xlabel(AXIS_LABELS[metric])
-    ax.set_ylabel(f"test {score}")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    return save_figure(figure, path)
+def finished_results(path: Path) -> dict[str, Any]:
+    """A run's results.json, validated; a key written as null (latency_ms not measured) stays."""
+    return artifacts.read_results(path).model_dump(exclude_unset=True)
 
 
 def compare(config_paths: list[Path], seeds: int, overrides: list[str], out_dir: Path, quiet: bool = True,
-            say: Callable[[str], None] = lambda message: None) -> tuple[list[dict[str, Any]], Table]:
+            say: Callable[[str], None] = lambda message: None, options: LaunchOptions | None = None,
+            plugins: list[Path] | None = None) -> tuple[list[dict[str, Any]], Table]:
     """Run the comparison (reusing what is done) and write comparison.csv, comparison.md and pareto.png."""
     if seeds < 1:
         raise OsnasError(f"--seeds must be at least 1 (got {seeds})")
     if distributed.launched():
-        raise OsnasError("osnas compare runs its runs one after another in one process; start it without torchrun")
+        raise OsnasError("osnas compare starts its runs itself; start it without torchrun")
+    options = options or LaunchOptions()
+    options.check()
     out_dir = Path(out_dir)
     methods = load_methods(config_paths, overrides)
     metric = selection_metric(methods)
-    comparison = Comparison(plan(methods, seeds, out_dir.resolve()), out_dir.resolve(), quiet, say)
+    comparison = Comparison(plan(methods, seeds, out_dir.resolve()), out_dir.resolve(), quiet, say, options, plugins)
     results = comparison.run_all()
     rows = aggregate(methods, results, metric)
     write_csv(rows, out_dir / "comparison.csv")
-    write_markdown(rows, metric, out_dir / "comparison.md")
+    write_markdown(rows, run_rows(results, metric), metric, out_dir / "comparison.md")
     plot_pareto(methods, results, metric, out_dir / "pareto.png")
     return rows, rich_table(rows, metric, f"comparison over {seeds} seed(s): {out_dir}")

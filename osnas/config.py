@@ -103,6 +103,13 @@ class LookupTableConfig(Section):
     cache_dir: Optional[str] = None
 
 
+class StoreConfig(Section):
+    """Where trained supernets are kept for reuse by later runs (default: OUTPUT_DIR/supernets)."""
+
+    enabled: bool = True
+    dir: Optional[str] = None
+
+
 class OutputConfig(Section):
     dir: str = "runs"
     name: str = "run"
@@ -124,6 +131,7 @@ class FrameworkConfig(Section):
     evaluation: EvaluationConfig = EvaluationConfig()
     lookup_table: LookupTableConfig = LookupTableConfig()
     output: OutputConfig = OutputConfig()
+    store: StoreConfig = StoreConfig()
     logging: LoggingConfig = LoggingConfig()
     audit: AuditConfig = AuditConfig()
 

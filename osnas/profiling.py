@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import copy
-import statistics
+import os
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 import torch.nn as nn
 from thop import profile as thop_profile
+
+NOT_MEASURED = "not measured"
+LOADED = 0.5  # load average per CPU above which a timing is flagged
+SPREAD = 0.25  # IQR / median above which a timing is flagged
 
 if TYPE_CHECKING:
     from osnas.search_spaces.base import SpaceDefinition
@@ -47,6 +53,32 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+@dataclass
+class LatencyStats:
+    """Forward times of one timed measurement, and whether the machine was busy meanwhile."""
+
+    median_ms: float
+    iqr_ms: float
+    std_ms: float
+    runs: int
+    load: float  # 1-minute load average at the end of the measurement (0.0 where the OS has none)
+    cpus: int
+
+    @property
+    def warning(self) -> str | None:
+        """Why the median may not be the network's own speed: a loaded machine or widely spread timings."""
+        reasons = []
+        if self.load > LOADED * self.cpus:
+            reasons.append(f"machine loaded (load average {self.load:.1f} on {self.cpus} CPUs)")
+        if self.iqr_ms > SPREAD * self.median_ms:
+            reasons.append(f"timings spread widely (IQR {self.iqr_ms:.2f} ms around a median of {self.median_ms:.2f} ms)")
+        return "; ".join(reasons) or None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"median_ms": round(self.median_ms, 4), "iqr_ms": round(self.iqr_ms, 4), "std_ms": round(self.std_ms, 4),
+                "runs": self.runs, "load": round(self.load, 2), "cpus": self.cpus, "warning": self.warning}
+
+
 def measure_latency(
     module: nn.Module,
     input_shape: tuple[int, ...],
@@ -54,8 +86,8 @@ def measure_latency(
     runs: int = 10,
     warmup: int = 3,
     dtype: torch.dtype = torch.float32,
-) -> float:
-    """Median forward time in ms over ``runs`` timed calls after ``warmup`` calls, synchronising the device."""
+) -> LatencyStats:
+    """Forward times over ``runs`` timed calls after ``warmup`` calls, synchronising the device."""
     device = torch.device(device)
     was_training = module.training
     module.eval()
@@ -71,7 +103,32 @@ def measure_latency(
             synchronize(device)
             times.append((time.perf_counter() - start) * 1000.0)
     module.train(was_training)
-    return float(statistics.median(times))
+    q1, median, q3 = np.percentile(times, [25, 50, 75])
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return LatencyStats(float(median), float(q3 - q1), float(np.std(times, ddof=1)) if runs > 1 else 0.0, runs,
+                        load, os.cpu_count() or 1)
+
+
+def latency_fields(module: nn.Module, input_shape: tuple[int, ...], device: torch.device, measure: bool,
+                   runs: int) -> dict[str, Any]:
+    """The latency entries of results.json: the median and its spread, or "not measured" when switched off."""
+    if not measure:
+        return {"latency_ms": None, "latency": NOT_MEASURED}
+    stats = measure_latency(module, input_shape, device, runs=runs)
+    return {"latency_ms": stats.median_ms, "latency": stats.to_dict()}
+
+
+def describe_latency(results: dict[str, Any]) -> str:
+    """The latency of a results.json in words: median ± IQR and a warning, or why there is no figure."""
+    stats = results.get("latency")
+    if results.get("latency_ms") is None:
+        return f"{NOT_MEASURED} (lookup_table.latency: false)"
+    text = f"{results['latency_ms']:.2f} ms"
+    if isinstance(stats, dict):
+        text += f" (IQR {stats['iqr_ms']:.2f} ms over {stats['runs']} runs)"
+        if stats.get("warning"):
+            text += f"; warning: {stats['warning']}"
+    return text
 
 
 def profile_architecture(definition: SpaceDefinition, arch: Any, device: str = "cpu", runs: int = 10
@@ -88,5 +145,5 @@ def profile_architecture(definition: SpaceDefinition, arch: Any, device: str = "
     latency = None
     if runs > 0:
         torch_device = resolve_device(device)
-        latency = measure_latency(child.to(torch_device), shape, torch_device, runs=runs)
+        latency = measure_latency(child.to(torch_device), shape, torch_device, runs=runs).median_ms
     return {"macs": count_macs(child, shape), "params": count_params(child), "latency_ms": latency}

@@ -6,6 +6,8 @@ from typing import Any
 
 from rich.table import Table
 
+from osnas.profiling import describe_latency
+
 
 def summary_table(results: dict[str, Any], title: str = "osnas result") -> Table:
     table = Table(title=title, title_justify="left", show_header=False)
@@ -15,7 +17,7 @@ def summary_table(results: dict[str, Any], title: str = "osnas result") -> Table
         table.add_row(f"test {key}", f"{value:.2f}" if isinstance(value, float) else str(value))
     table.add_row("MACs", f"{results['macs'] / 1e6:.2f} M")
     table.add_row("params", f"{results['params'] / 1e6:.3f} M")
-    table.add_row("latency", f"{results['latency_ms']:.2f} ms ({results.get('device', '?')}, batch 1)")
+    table.add_row("latency", f"{describe_latency(results)} ({results.get('device', '?')}, batch 1)")
     c = results.get("constraint") or {}
     if c:
         low = f"{c['min']} <= " if c.get("min") is not None else ""

@@ -43,7 +43,10 @@ def osnas_cli():
 
 @pytest.fixture
 def tiny_config(tmp_path: Path) -> Path:
-    """A config that runs every phase in seconds on the digits data."""
+    """A config that runs every phase in seconds on the digits data.
+
+    Each run trains its own supernet (no supernet store): tests that need the store enable it.
+    """
     path = tmp_path / "tiny.yaml"
     path.write_text(
         f"""
@@ -59,6 +62,7 @@ evaluation: {{bn_batches: 1, val_batches: 1}}
 lookup_table: {{latency: false, cache_dir: {tmp_path / 'luts'}}}
 logging: {{progress: false}}
 output: {{dir: {tmp_path / 'runs'}, name: tiny}}
+store: {{enabled: false}}
 """
     )
     return path

@@ -23,6 +23,7 @@ def small_config(tmp_path: Path, lut_dir: Path, **sections: Any) -> dict[str, An
         "lookup_table": {"latency": False, "cache_dir": str(lut_dir)},
         "logging": {"progress": False},
         "output": {"dir": str(tmp_path / "runs"), "name": "t"},
+        "store": {"enabled": False},  # each run trains its own supernet
     }
     data.update(sections)
     return data

@@ -122,10 +122,17 @@ CASES = [
     Case("compare-missing-config", ("compare", "nope.yaml", "--seeds", "1"), "nope.yaml"),
     Case("compare-bad-config", ("compare", C, "--seeds", "1"), "unknown key 'sede'", {C: {"sede": 1}}),
     Case("compare-output-is-a-file", ("compare", C, "--seeds", "1", "--output", C), "c.yaml is a file", CFG),
+    Case("compare-unknown-launcher", ("compare", C, "--seeds", "1", "--launcher", "slurmx"),
+         "--launcher must be one of local, submitit", CFG),
+    Case("compare-cluster-without-submitit", ("compare", C, "--seeds", "1", "--partition", "gpu"),
+         "only apply to --launcher submitit", CFG),
     # report
     Case("report-missing", ("report", "nothere"), "nothere"),
     Case("report-not-a-run", ("report", "."), "config.yaml"),
     Case("report-bad-results", ("report", "run"), "results.json", RUN),
+    Case("report-bad-comparison-index", ("report", "cmp"), "no valid index.json", {"cmp/index.json": "[1, 2]"}),
+    # store
+    Case("store-prune-without-choice", ("store", "prune", "--dir", "s"), "exactly one of --older-than DAYS or --all"),
     # audit
     Case("audit-usage-no-run", ("audit",), "--run"),
     Case("audit-not-a-run", ("audit", "--run", "."), "is not an osnas run directory"),

@@ -201,6 +201,7 @@ evaluation: {{bn_batches: 1, val_batches: 1}}
 lookup_table: {{latency: false, cache_dir: {face_data / 'luts'}}}
 logging: {{progress: false}}
 output: {{dir: {face_data / 'runs'}, name: face}}
+store: {{enabled: false}}
 """)
     code, out, err = run_cli(capsys, "search", "--config", str(config), "--quiet")
     assert code == 0, err

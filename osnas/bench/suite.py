@@ -420,6 +420,10 @@ def run_suite(device: torch.device, quick: bool = False, sections: set[str] | No
         phases = end_to_end(root / "configs" / "quickstart.yaml", device)
         text = ", ".join(f"{k} {v:.1f}" + ("" if k in ("test_top1", "macs_m") else " s") for k, v in phases.items())
         report.add(Figure("e2e", "quickstart phases", text), echo)
+    if want("compare_jobs"):
+        from osnas.bench import compare_jobs
+
+        compare_jobs.add_figures(report, echo, quick)
     return report
 
 

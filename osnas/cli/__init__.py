@@ -15,5 +15,6 @@ from osnas.cli import lookup_table  # noqa: F401,E402
 from osnas.cli import profile  # noqa: F401,E402
 from osnas.cli import report  # noqa: F401,E402
 from osnas.cli import run  # noqa: F401,E402
+from osnas.cli import store  # noqa: F401,E402
 
 __all__ = ["app", "main"]

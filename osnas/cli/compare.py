@@ -7,8 +7,9 @@ from typing import Optional
 
 import typer
 
-from osnas.cli.app import app, err, out
+from osnas.cli.app import State, app, err, out
 from osnas.console import labelled
+from osnas.launch import LAUNCHERS, LaunchOptions
 from osnas.output_dir import check_output_dir
 
 
@@ -21,14 +22,27 @@ def compare(
     output: Path = typer.Option(Path("comparison"), "--output", "-o", help="Output directory; re-running with "
                                 "the same one reuses finished runs and resumes unfinished ones."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars inside the runs."),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Runs at once (parallel processes, or jobs queued on "
+                             "the cluster); a run waits while another trains the supernet it will reuse."),
+    launcher: str = typer.Option("local", "--launcher", help=f"Where runs execute: {' or '.join(LAUNCHERS)} "
+                                 "(SLURM through submitit, the optional extra 'slurm')."),
+    cluster: Optional[str] = typer.Option(None, "--cluster", help="submitit cluster: slurm, local or debug "
+                                          "(default: SLURM when available)."),
+    partition: Optional[str] = typer.Option(None, "--partition", help="SLURM partition (submitit)."),
+    timeout_min: int = typer.Option(24 * 60, "--timeout-min", min=1, help="Time limit of each job in minutes "
+                                    "(submitit)."),
+    gpus_per_job: Optional[int] = typer.Option(None, "--gpus-per-job", min=0, help="GPUs per job (submitit)."),
+    cpus_per_job: Optional[int] = typer.Option(None, "--cpus-per-job", min=1, help="CPUs per job (submitit)."),
 ) -> None:
     """Run every config for every seed; write comparison.csv, comparison.md and pareto.png."""
+    options = LaunchOptions(launcher, jobs, cluster, partition, timeout_min, gpus_per_job, cpus_per_job)
     check_output_dir(output)
     try:
         from osnas.compare import compare as run_comparison  # matplotlib: imported only when used
 
         _, table = run_comparison(configs, seeds, set_ or [], output, quiet,
-                                  say=lambda message: err.print(message, highlight=False))
+                                  say=lambda message: err.print(message, highlight=False),
+                                  options=options, plugins=State.plugin_dirs)
     except KeyboardInterrupt:
         labelled("interrupted;", "yellow", f"run the same command again to resume (finished runs in {output} are kept)")
         raise SystemExit(130)

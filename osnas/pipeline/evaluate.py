@@ -8,7 +8,7 @@ from typing import Any
 from osnas import artifacts
 from osnas.pipeline.context import RunContext
 from osnas.pipeline.final import FinalPhase
-from osnas.profiling import count_macs, count_params, measure_latency
+from osnas.profiling import count_macs, count_params, latency_fields
 
 
 class TestPhase:
@@ -35,7 +35,6 @@ class TestPhase:
         metrics = self.metrics(final)
         d = comp.definition
         shape = (1, d.in_channels, d.input_size, d.input_size)
-        latency = measure_latency(child, shape, ctx.device, runs=ctx.config.lookup_table.latency_runs)
         seconds = ctx.timer.seconds
         results = {
             "space": d.name,
@@ -45,7 +44,8 @@ class TestPhase:
             "test_" + comp.training_agent.selection_metric: metrics[comp.training_agent.selection_metric],
             "macs": count_macs(child, shape),
             "params": count_params(child),
-            "latency_ms": latency,
+            **latency_fields(child, shape, ctx.device, ctx.config.lookup_table.latency,
+                             ctx.config.lookup_table.latency_runs),
             "lut_costs": comp.lut.costs(arch),
             "constraint": ctx.config.constraint.model_dump(),
             "device": str(ctx.device),

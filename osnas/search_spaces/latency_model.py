@@ -32,7 +32,7 @@ def measure_networks(definition: SpaceDefinition, archs: np.ndarray, device: tor
                      batch: int = 1, runs: int = 10) -> np.ndarray:
     """(N,) measured latency (ms) of each whole child network."""
     shape = (batch, definition.in_channels, definition.input_size, definition.input_size)
-    return np.array([measure_latency(build_child(definition, a).to(device), shape, device, runs=runs) for a in archs])
+    return np.array([measure_latency(build_child(definition, a).to(device), shape, device, runs=runs).median_ms for a in archs])
 
 
 def mape(pred: np.ndarray, target: np.ndarray) -> float:

@@ -167,7 +167,7 @@ class LookupTable:
                 lat = 0.0
                 if latency:
                     timed = copy.deepcopy(module).to(device)
-                    lat = measure_latency(timed, (latency_batch, *shape[1:]), device, runs=latency_runs)
+                    lat = measure_latency(timed, (latency_batch, *shape[1:]), device, runs=latency_runs).median_ms
                 return np.array([count_macs(module, shape), count_params(module), lat], dtype=np.float64)
 
             item_base, item_rows = item.cost_rows(measure)
