@@ -28,7 +28,7 @@ from osnas.errors import OsnasError, TrainingDivergedError
 from osnas.profiling import count_macs, count_params, measure_latency
 from osnas.progress import progress
 from osnas.registry import REGISTRIES
-from osnas.run_dir import RunDir, load_checkpoint, read_json
+from osnas.run_dir import RunDir, read_json, read_supernet
 from osnas.search_spaces.base import SearchSpace, SpaceDefinition
 from osnas.search_spaces.child import build_child
 from osnas.search_spaces.lookup_table import LookupTable
@@ -98,15 +98,27 @@ class Components:
 
 @dataclass
 class PhaseTimer:
+    """Seconds per phase, and ``total``: the time of every process of the run up to now (saved with each state)."""
+
     seconds: dict[str, float] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+    earlier: float = 0.0  # total of the processes before this one, up to their last saved state
 
     def add(self, phase: str, start: float) -> None:
         self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - start
+        self.seconds["total"] = self.total()
+
+    def total(self) -> float:
+        return self.earlier + time.perf_counter() - self.started
 
     def restore(self, saved: dict[str, float], own_setup: float) -> None:
         """Continue the accounting of a resumed run: saved phases, plus this process's own setup time."""
         for phase, seconds in saved.items():
-            self.seconds[phase] = float(seconds) + (own_setup if phase == "lookup_table" else 0.0)
+            if phase == "total":
+                self.earlier = max(self.earlier, float(seconds))
+            else:
+                self.seconds[phase] = float(seconds) + (own_setup if phase == "lookup_table" else 0.0)
+        self.seconds["total"] = self.total()
 
 
 def build_components(config: Config, device: torch.device, cache_dir: Path | None) -> Components:
@@ -228,13 +240,16 @@ class MainAgent:
     def _resume_training(self, phase: str, model: nn.Module, updater: Updater, loader: Loader,
                          extra_keys: tuple[str, ...] = ()) -> tuple[int, dict[str, Any]]:
         """Restore a training phase from ``<phase>_last.pt``; returns the epoch to start at and the state."""
-        state = self.run.load_checkpoint(f"{phase}_last.pt", RESUME_KEYS + extra_keys)
-        model.load_state_dict(state["model"])
-        self.setup().agent.criterion.load_state_dict(state["criterion"])
-        updater.load_state_dict(state["updater"])
-        loader.load_state_dict(state["loader"])
-        set_rng_state(state["rng"])
-        self.restore_seconds(state["seconds"])
+        name = f"{phase}_last.pt"
+        state = self.run.load_checkpoint(name, RESUME_KEYS + extra_keys)
+        self.run.check_resume_state(name, state, getattr(self.config, phase).epochs)
+        with self.run.restoring(name):
+            model.load_state_dict(state["model"])
+            self.setup().agent.criterion.load_state_dict(state["criterion"])
+            updater.load_state_dict(state["updater"])
+            loader.load_state_dict(state["loader"])
+            set_rng_state(state["rng"])
+            self.restore_seconds(state["seconds"])
         start_epoch = state["epoch"] + 1
         self.say(f"{phase}: resuming after epoch {start_epoch}")
         return start_epoch, state
@@ -257,15 +272,17 @@ class MainAgent:
         start_epoch = 0
         if self.run.exists("supernet.pt"):
             state = self.run.load_checkpoint("supernet.pt", ("model", "strategy"))
-            supernet.load_state_dict(state["model"])
-            strategy.load_state_dict(state["strategy"])
+            with self.run.restoring("supernet.pt"):
+                supernet.load_state_dict(state["model"])
+                strategy.load_state_dict(state["strategy"])
+                self.restore_seconds(state.get("seconds", {}))
             self.say("supernet: reusing the trained supernet of this run")
-            self.restore_seconds(state.get("seconds", {}))
             self.strategy = strategy
             return supernet
         if self.run.exists("supernet_last.pt"):
             start_epoch, state = self._resume_training("supernet", supernet, updater, train_loader, ("strategy",))
-            strategy.load_state_dict(state["strategy"])
+            with self.run.restoring("supernet_last.pt"):
+                strategy.load_state_dict(state["strategy"])
         self.run.prune_metrics("supernet", start_epoch)
         with progress(self.config.logging.progress and not self.quiet) as bar:
             task = bar.add_task("supernet", total=cfg.epochs * len(train_loader), info="",
@@ -308,14 +325,7 @@ class MainAgent:
     def load_supernet(self, path: Path) -> Supernet:
         """Reuse a supernet trained by an earlier run (``--supernet RUN/supernet.pt``)."""
         comp = self.setup()
-        state = load_checkpoint(path)
-        if not isinstance(state, dict) or "model" not in state:
-            raise OsnasError(f"{path} is not an osnas supernet checkpoint")
-        if state.get("space_hash") != comp.definition.fingerprint():
-            raise OsnasError(
-                f"{path} was trained on a different search space definition than this config's "
-                f"{comp.definition.name!r} (space, its options and the input size must match)"
-            )
+        state = read_supernet(path, comp.definition)
         supernet = compute_in(Supernet(comp.definition).to(self.device), DTYPES[self.config.dtype])
         supernet.load_state_dict(state["model"])
         _, val_loader = comp.dataflow.search_split()
@@ -341,9 +351,10 @@ class MainAgent:
         if self.run.exists("search_state.pt"):
             saved = self.run.load_checkpoint("search_state.pt", ("strategy", "evaluator", "seconds", "logged"))
             resume = saved["strategy"]
-            evaluator.load_state_dict(saved["evaluator"])
-            self.restore_seconds(saved["seconds"])
-            logged[0] = saved["logged"]
+            with self.run.restoring("search_state.pt"):
+                evaluator.load_state_dict(saved["evaluator"])
+                self.restore_seconds(saved["seconds"])
+                logged[0] = int(saved["logged"])
             self.say(f"search: resuming with {evaluator.num_evaluated} candidates already scored")
         self.run.prune_metrics("search", logged[0])
         resumed_seconds = self.timer.seconds.get("search", 0.0)
@@ -352,7 +363,8 @@ class MainAgent:
         rng = np.random.default_rng([self.config.seed, 1])
 
         def save_state(state: dict[str, Any]) -> None:
-            seconds = {**self.timer.seconds, "search": resumed_seconds + time.perf_counter() - begin}
+            seconds = {**self.timer.seconds, "search": resumed_seconds + time.perf_counter() - begin,
+                       "total": self.timer.total()}
             self.run.save_checkpoint("search_state.pt", {"strategy": state, "evaluator": evaluator.state_dict(),
                                                          "seconds": seconds, "logged": logged[0]})
             if self.on_epoch:
@@ -474,8 +486,9 @@ class MainAgent:
             self.run.file("final_last.pt").unlink(missing_ok=True)
         else:
             state = self.run.load_checkpoint("model.pt", ("model",))
-            child.load_state_dict(state["model"])
-            self.restore_seconds(state.get("seconds", {}))
+            with self.run.restoring("model.pt"):
+                child.load_state_dict(state["model"])
+                self.restore_seconds(state.get("seconds", {}))
         begin = time.perf_counter()
         child.eval()
         metrics = comp.agent.evaluate(lambda x: forward_model(x), test_loader)
@@ -514,7 +527,6 @@ class MainAgent:
 
     def run_search(self, supernet_path: Path | None = None) -> dict[str, Any]:
         """All phases; each skipped when the run directory already holds its output."""
-        total = time.perf_counter()
         self.setup()
         if self.run.exists("architecture.json"):
             arch = self.load_architecture(self.run.file("architecture.json"))
@@ -528,6 +540,6 @@ class MainAgent:
             arch = result.best
         child, metrics = self.train_child(arch)
         results = self.results(arch, child, metrics)
-        results["seconds"]["total"] = round(time.perf_counter() - total, 3)
+        results["seconds"]["total"] = round(self.timer.total(), 3)  # every process of the run, this one included
         self.run.write_json("results.json", results)
         return results
