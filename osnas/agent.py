@@ -519,7 +519,7 @@ class MainAgent:
             "lut_costs": comp.lut.costs(arch),
             "constraint": self.config.constraint.model_dump(),
             "device": str(self.device),
-            "seconds": {k: round(v, 3) for k, v in self.timer.seconds.items()},
+            "seconds": {k: round(v, 3) for k, v in self.timer.seconds.items() if k != "total"},  # total: at the end
             "search_seconds": round(self.timer.seconds.get("supernet", 0.0) + self.timer.seconds.get("search", 0.0), 3),
         }
         self.run.write_json("results.json", results)

@@ -176,6 +176,10 @@ def load_checkpoint(path: Path) -> Any:
         if "WeightsUnpickler error:" in text:  # torch's long advice on weights_only; only its cause matters here
             cause = text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0].split(". ")[0]
             reason = f"not loadable as tensors and plain data with torch.load(weights_only=True): {cause}"
+        elif text.startswith("Weights only load failed"):  # newer torch: advice, then the cause, then a link
+            parts = [part.strip() for part in text.split("\n\n") if part.strip()]
+            cause = parts[1].splitlines()[0] if len(parts) > 2 else "a type it does not allow"
+            reason = f"not loadable as tensors and plain data with torch.load(weights_only=True): {cause}"
         else:
             reason = f"{type(exc).__name__}: {short_error(exc)}"
         raise OsnasError(f"checkpoint {path} is corrupt or not an osnas checkpoint ({reason})") from None

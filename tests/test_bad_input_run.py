@@ -137,3 +137,231 @@ def test_split_fractions_that_leave_a_split_empty(capsys, tmp_path, config, sets
     args = [a for item in sets for a in ("--set", item)]
     msg = fails(capsys, tmp_path, "search", "--config", config(), *args)
     assert key in msg and valid in msg and "each side needs at least" in msg
+
+
+# ----------------------------------------------------------------------------- runs on disk: shared fixtures
+
+
+class _NoCapture:
+    """Stands in for capsys in module-scoped fixtures (their output is not inspected)."""
+
+    @staticmethod
+    def readouterr():
+        return type("Captured", (), {"out": "", "err": ""})()
+
+
+def search_config(root: Path, lut_dir: Path, **sections) -> Path:
+    from tests.small_config import small_config, write_config
+
+    return write_config(root / "c.yaml", small_config(root, lut_dir, **sections))
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, lut_dir) -> Path:
+    """A finished search run (supernet.pt, architecture.json, model.pt, results.json, log.txt)."""
+    root = tmp_path_factory.mktemp("finished")
+    code, _, err = run_cli(_NoCapture, "search", "--config", str(search_config(root, lut_dir)), "--quiet")
+    assert code == 0, err
+    (run,) = (root / "runs").iterdir()
+    return run
+
+
+@pytest.fixture(scope="module")
+def interrupted(tmp_path_factory, lut_dir) -> Path:
+    """A search run stopped after its first supernet epoch (supernet_last.pt holds epoch 0 of 2)."""
+    from osnas.run_dir import RunDir
+
+    root = tmp_path_factory.mktemp("interrupted")
+    save = RunDir.save_checkpoint
+
+    def save_then_interrupt(self, name, obj):
+        path = save(self, name, obj)
+        if name == "supernet_last.pt":
+            raise KeyboardInterrupt
+        return path
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(RunDir, "save_checkpoint", save_then_interrupt)
+        code, _, err = run_cli(_NoCapture, "search", "--config",
+                               str(search_config(root, lut_dir, supernet={"epochs": 2})), "--quiet")
+    assert code == 130, err
+    (run,) = (root / "runs").iterdir()
+    return run
+
+
+def copy_run(run: Path, dest: Path, drop: tuple[str, ...] = ()) -> Path:
+    import shutil
+
+    shutil.copytree(run, dest)
+    for name in drop:
+        (dest / name).unlink(missing_ok=True)
+    return dest
+
+
+def refused(capsys, *args) -> str:
+    """Exit code 2, one message, no traceback; the message on one line."""
+    code, out, err = run_cli(capsys, *map(str, args))
+    assert code == 2, (code, out, err)
+    assert "Traceback" not in err and "internal error" not in err and err.count("error:") == 1, err
+    return " ".join(err[err.index("error:"):].split())
+
+
+def planted_checkpoint(path: Path, marker: Path) -> Path:
+    import torch
+
+    torch.save({"model": Payload(marker)}, path)
+    return path
+
+
+# ----------------------------------------------------------------------------- §2 checkpoints never run code
+
+
+FINISHED_FILES = ("results.json", "model.pt", "supernet.pt", "architecture.json")
+
+
+@pytest.mark.parametrize("kind, keep", [
+    ("supernet.pt", ()), ("supernet_last.pt", ()), ("search_state.pt", ("supernet.pt",)),
+    ("final_last.pt", ("architecture.json",)), ("model.pt", ("architecture.json",)),
+])
+def test_payload_in_a_resume_checkpoint_never_runs(capsys, tmp_path, finished, kind, keep):
+    marker = tmp_path / "pwned"
+    run = copy_run(finished, tmp_path / "run", drop=tuple(f for f in FINISHED_FILES if f not in keep))
+    planted_checkpoint(run / kind, marker)
+    msg = refused(capsys, "search", "--resume", run)
+    assert not marker.exists()
+    assert f"checkpoint {run / kind} is corrupt or not an osnas checkpoint" in msg and "weights_only=True" in msg
+
+
+@pytest.mark.parametrize("command", ["supernet", "evaluate"])
+def test_payload_given_as_supernet_or_model_never_runs(capsys, tmp_path, config, command):
+    marker = tmp_path / "pwned"
+    planted = planted_checkpoint(tmp_path / "given.pt", marker)
+    args = (("search", "--config", config(), "--supernet", planted) if command == "supernet"
+            else ("evaluate", "--config", config(), "--checkpoint", planted))
+    msg = fails(capsys, tmp_path, *args)
+    assert not marker.exists() and "not an osnas checkpoint" in msg and "weights_only=True" in msg
+
+
+# ----------------------------------------------------------------------------- §3 damaged or foreign checkpoints
+
+
+def damage(state: dict, how: str) -> None:
+    import torch
+
+    if how == "foreign":  # another space's supernet: its tensors have other shapes
+        key = next(iter(state["model"]))
+        state["model"][key] = torch.zeros(3, 3)
+    elif how == "epoch_text":
+        state["epoch"] = "0"
+    elif how == "epoch_beyond":
+        state["epoch"] = 7
+    elif how == "rng":
+        state["rng"] = {"python": None}
+    elif how == "updater_empty":
+        state["updater"] = {}
+    elif how == "updater_wrong":
+        state["updater"] = {"optimizer": {"state": {}, "param_groups": []}}
+    elif how == "seconds":
+        state["seconds"] = {"supernet": "fast"}
+
+
+@pytest.mark.parametrize("how, why", [
+    ("foreign", "size mismatch"), ("epoch_text", "'epoch' must be an integer in 0..1"),
+    ("epoch_beyond", "'epoch' must be an integer in 0..1, got 7"), ("rng", "'rng' must hold"),
+    ("updater_empty", "'model' or 'updater' entry is empty"), ("updater_wrong", "Error"),
+    ("seconds", "'seconds' must map phases to numbers"),
+])
+def test_damaged_or_foreign_resume_checkpoint(capsys, tmp_path, interrupted, how, why):
+    from osnas.run_dir import atomic_torch_save, load_checkpoint
+
+    run = copy_run(interrupted, tmp_path / "run")
+    state = load_checkpoint(run / "supernet_last.pt")
+    damage(state, how)
+    atomic_torch_save(run / "supernet_last.pt", state)
+    msg = refused(capsys, "search", "--resume", run)
+    assert f"checkpoint {run / 'supernet_last.pt'} does not match this run" in msg and why in msg
+    assert "delete it to start the phase again" in msg and f"osnas search --resume {run}" in msg
+    assert not (run / "results.json").exists() and not (run / "supernet.pt").exists()
+
+
+# ----------------------------------------------------------------------------- §4 --supernet before the run dir
+
+
+@pytest.mark.parametrize("given, expected", [
+    ("missing", "checkpoint not found"), ("garbage", "is corrupt or not an osnas checkpoint"),
+    ("directory", "is a directory; --supernet takes the supernet.pt"),
+    ("model", "is a trained child network (model.pt, for osnas evaluate)"),
+    ("other_space", "was trained on a different search space definition"),
+    ("other_shapes", "does not fit this config's supernet (Error(s) in loading state_dict"),
+])
+def test_bad_supernet_is_refused_before_the_run_directory(capsys, tmp_path, config, finished, given, expected):
+    import torch
+
+    path = tmp_path / "given.pt"
+    if given == "garbage":
+        path.write_bytes(b"not a checkpoint at all")
+    elif given == "directory":
+        path = finished
+    elif given == "model":
+        path = finished / "model.pt"
+    elif given in ("other_space", "other_shapes"):
+        state = torch.load(finished / "supernet.pt", weights_only=True)
+        if given == "other_shapes":  # the right space's fingerprint, another space's tensors
+            key = next(iter(state["model"]))
+            state["model"][key] = torch.zeros(3, 3)
+        else:
+            state["space_hash"] = "0" * 16
+        torch.save(state, path)
+    msg = fails(capsys, tmp_path, "search", "--config", config(), "--supernet", path)
+    assert expected in msg, msg
+
+
+# ----------------------------------------------------------------------------- §4 finished runs, totals, stale files, log
+
+
+def test_resume_of_a_finished_run_changes_nothing(capsys, tmp_path, finished):
+    run = copy_run(finished, tmp_path / "run")
+    before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in run.iterdir()}
+    code, out, err = run_cli(capsys, "search", "--resume", str(run))
+    assert code == 0, err
+    assert "is finished (results.json is there); nothing to resume, nothing changed" in " ".join(out.split())
+    assert {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in run.iterdir()} == before
+
+
+def test_resumed_total_is_the_sum_over_processes(capsys, tmp_path, interrupted):
+    import time
+
+    from osnas.run_dir import atomic_torch_save, load_checkpoint
+
+    run = copy_run(interrupted, tmp_path / "run")
+    state = load_checkpoint(run / "supernet_last.pt")
+    earlier = state["seconds"]["total"]
+    assert earlier > 0
+    state["seconds"]["total"] = earlier + 1000.0  # as if the first process had run 1000 s longer
+    atomic_torch_save(run / "supernet_last.pt", state)
+    start = time.perf_counter()
+    code, _, err = run_cli(capsys, "search", "--resume", str(run), "--quiet")
+    this_process = time.perf_counter() - start
+    assert code == 0, err
+    total = __import__("json").loads((run / "results.json").read_text())["seconds"]["total"]
+    assert earlier + 1000.0 < total <= earlier + 1000.0 + this_process + 0.01
+
+
+def test_stale_final_last_is_removed_when_model_exists(capsys, tmp_path, finished):
+    import shutil
+
+    run = copy_run(finished, tmp_path / "run", drop=("results.json",))
+    shutil.copy(run / "model.pt", run / "final_last.pt")  # a kill between writing model.pt and deleting this
+    code, _, err = run_cli(capsys, "search", "--resume", str(run), "--quiet")
+    assert code == 0, err
+    log = (run / "log.txt").read_text()
+    assert not (run / "final_last.pt").exists() and "resuming after epoch" not in log
+    assert "removed per-epoch checkpoints of finished phases: final_last.pt" in log
+    assert (run / "results.json").is_file()
+
+
+def test_log_holds_what_the_terminal_showed(finished):
+    log = (finished / "log.txt").read_text()
+    assert "lookup table:" in log and "supernet: epoch 1, loss" in log and "final: epoch 1, loss" in log
+    assert "search: " in log and "results:" in log and "test" in log
+    assert "\r" not in log and "━" not in log  # no progress-bar redraws

@@ -128,7 +128,7 @@ def test_output_directory_without_write_permission(capsys, tmp_path, lut_dir):
     locked.mkdir(mode=0o500)
     config = write_config(tmp_path / "c.yaml", small_config(tmp_path, lut_dir, output={"dir": str(locked)}))
     code, _, err = run_cli(capsys, "search", "--config", str(config))
-    assert code == 2 and "is not writable" in err
+    assert code == 2 and "read-only for this user" in err
 
 
 # ----------------------------------------------------------------------------- interrupts
