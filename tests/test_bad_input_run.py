@@ -365,3 +365,61 @@ def test_log_holds_what_the_terminal_showed(finished):
     assert "lookup table:" in log and "supernet: epoch 1, loss" in log and "final: epoch 1, loss" in log
     assert "search: " in log and "results:" in log and "test" in log
     assert "\r" not in log and "━" not in log  # no progress-bar redraws
+
+
+# ----------------------------------------------------------------------------- §3, §4 image folders
+
+
+def image_folders(root: Path, names: dict[str, int], broken: bool = False) -> Path:
+    from tests.datasets import write_class_folders
+
+    write_class_folders(root / "train", names)
+    write_class_folders(root / "val", {name: 2 for name in names})
+    if broken:
+        for image in root.rglob("*.jpg"):
+            image.write_bytes(b"not a JPEG")
+    return root
+
+
+NON_ASCII = {"çat": 6, "狗": 6, "n03": 6}
+
+
+def test_non_ascii_class_and_file_names(capsys, tmp_path, config):
+    root = image_folders(tmp_path / "images", NON_ASCII)
+    (root / "train" / "n03" / "n03_0001.jpg").rename(root / "train" / "n03" / "ünïcödé.jpg")
+    dataflow = {"name": "imagenet", "root": str(root), "input_size": 16, "batch_size": 4, "num_workers": 0,
+                "val_fraction": 0.34}
+    code, out, err = run_cli(capsys, "data", "check", "--config", str(config(dataflow=dataflow)), "--batches", "9")
+    assert code == 0, err
+    assert "çat" in out and "狗" in out and "skipped" in out
+    # a search builds the same dataflow and loaders (its run is not repeated here: a new lookup table costs ~10 s)
+
+
+def test_folder_with_no_decodable_image_fails(capsys, tmp_path, config):
+    root = image_folders(tmp_path / "images", {"a": 4, "b": 4}, broken=True)
+    dataflow = {"name": "imagenet", "root": str(root), "input_size": 16, "batch_size": 2, "num_workers": 0,
+                "val_fraction": 0.5}
+    msg = fails(capsys, tmp_path, "data", "check", "--config", config(dataflow=dataflow))
+    assert f"none of the 4 images read from {root / 'train'} could be decoded" in msg and "not a JPEG" not in msg
+    assert "replace or remove the broken files" in msg
+    code, out, err = run_cli(capsys, "search", "--config", str(config(dataflow=dataflow)), "--quiet")
+    assert code == 2 and "could be decoded" in err and "Traceback" not in err
+
+
+def test_a_few_broken_images_warn_with_counts(tmp_path, caplog):
+    import logging
+
+    import torch
+
+    from osnas.dataflows.folder import CenterCrop, FolderLoader, ImageDataset, fixed, scan_class_folders
+
+    root = image_folders(tmp_path / "images", {"a": 10, "b": 10})
+    (root / "train" / "a" / "a_0001.jpg").write_bytes(b"broken")
+    _, rel, labels = scan_class_folders(root / "train", "train")
+    loader = FolderLoader(ImageDataset(root / "train", rel, labels, CenterCrop(8)), 5, fixed(range(20)),
+                          torch.device("cpu"), (0.5,) * 3, (0.5,) * 3)
+    with caplog.at_level(logging.INFO, logger="osnas"):
+        assert sum(len(y) for _, y in loader) == 19
+    (record,) = [r for r in caplog.records if "undecodable" in r.getMessage()]
+    assert record.levelno == logging.WARNING and "skipped 1 undecodable image(s) this epoch (5.0% of those read" \
+        in record.getMessage()
