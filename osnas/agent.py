@@ -25,6 +25,7 @@ from osnas.config import Config, PhaseConfig
 from osnas.constraint import Constraint
 from osnas.dataflows.base import Dataflow, Loader
 from osnas.errors import OsnasError, TrainingDivergedError
+from osnas.input_check import check_input_size
 from osnas.profiling import count_macs, count_params, measure_latency
 from osnas.progress import progress
 from osnas.registry import REGISTRIES
@@ -123,6 +124,9 @@ class PhaseTimer:
 
 def build_components(config: Config, device: torch.device, cache_dir: Path | None) -> Components:
     """Data, task, space definition, lookup table and constraint for a config."""
+    space: SearchSpace = REGISTRIES["search_space"].get(config.search_space.name)(config.search_space.options)
+    data = config.dataflow.options
+    check_input_size(space, data.input_size, data.batch_size, device, "dataflow.input_size")
     dataflow_cls = REGISTRIES["dataflow"].get(config.dataflow.name)
     dataflow: Dataflow = dataflow_cls(config.dataflow.options, config.seed, device)
     agent_cls = REGISTRIES["training_agent"].get(config.task.name)
@@ -130,7 +134,6 @@ def build_components(config: Config, device: torch.device, cache_dir: Path | Non
     criterion_cls = REGISTRIES["criterion"].get(config.criterion.name)
     criterion = criterion_cls(config.criterion.options, dataflow.num_classes, output_dim).to(device, DTYPES[config.dtype])
     agent: TrainingAgent = agent_cls(config.task.options, criterion, dataflow.num_classes)
-    space: SearchSpace = REGISTRIES["search_space"].get(config.search_space.name)(config.search_space.options)
     definition = space.define(dataflow.input_size, dataflow.in_channels, output_dim)
     lt = config.lookup_table
     lut, note = distributed.from_main(lambda: LookupTable.load_or_build(

@@ -423,3 +423,21 @@ def test_a_few_broken_images_warn_with_counts(tmp_path, caplog):
     (record,) = [r for r in caplog.records if "undecodable" in r.getMessage()]
     assert record.levelno == logging.WARNING and "skipped 1 undecodable image(s) this epoch (5.0% of those read" \
         in record.getMessage()
+
+
+# ----------------------------------------------------------------------------- §3, §5 input sizes
+
+
+def test_input_size_whose_first_activation_cannot_fit(capsys, tmp_path, config, monkeypatch):
+    monkeypatch.setattr("osnas.input_check.available_memory", lambda device: 8 * 2**30)
+    msg = fails(capsys, tmp_path, "search", "--config", config(), "--set", "dataflow.input_size=10000")
+    assert "dataflow.input_size=10000: the first activation of a batch of 64 alone needs" in msg
+    assert "needs 47.7 GiB (8x5000x5000 values per sample), but only 8.0 GiB of memory is available on cpu" in msg
+    msg = fails(capsys, tmp_path, "profile", "-s", "proxylessnas", "--arch", "mobile", "--input-size", "20000")
+    assert "--input-size=20000: the first activation of a batch of 1 alone needs" in msg and "8.0 GiB" in msg
+
+
+def test_input_size_too_small_for_the_space(capsys, tmp_path, config):
+    msg = fails(capsys, tmp_path, "search", "--config", config(), "--set", "dataflow.input_size=1")
+    assert "dataflow.input_size=1 is too small for search space 'proxylessnas'" in msg
+    assert "1x1 feature map; the smallest input it can run is 2" in msg

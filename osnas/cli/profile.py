@@ -17,6 +17,7 @@ from osnas.errors import ArchitectureError, OsnasError
 from osnas.profiling import count_macs, count_params, measure_latency
 from osnas.registry import REGISTRIES
 from osnas.run_dir import read_json
+from osnas.input_check import check_input_size
 from osnas.search_spaces.base import SearchSpace, SpaceDefinition
 from osnas.search_spaces.child import build_child
 
@@ -88,6 +89,7 @@ def profile(
     if device not in ("auto", "cpu") and not device.startswith("cuda"):
         raise OsnasError(f"--device {device!r}: use cpu, cuda, cuda:N or auto")
     space, definition = load_space(search_space, set_space or [], input_size, channels, classes)
+    check_input_size(space, input_size, 1, "cpu", "--input-size")  # MACs are counted on the CPU
     vector = resolve_architecture(space, definition, arch)
     result = profile_architecture(definition, vector, device, runs)
     if as_json:
