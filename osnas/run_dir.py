@@ -275,6 +275,8 @@ class RunDir:
     def create(cls, root: str | Path, name: str) -> "RunDir":
         """A new directory that never reuses an earlier run's."""
         root = Path(root)
+        if name in ("", ".", "..") or Path(name).name != name or "\\" in name:
+            raise OsnasError(f"run name {name!r} must be a plain name (no path); the run directory goes in {root}")
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

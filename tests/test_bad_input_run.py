@@ -441,3 +441,42 @@ def test_input_size_too_small_for_the_space(capsys, tmp_path, config):
     msg = fails(capsys, tmp_path, "search", "--config", config(), "--set", "dataflow.input_size=1")
     assert "dataflow.input_size=1 is too small for search space 'proxylessnas'" in msg
     assert "1x1 feature map; the smallest input it can run is 2" in msg
+
+
+# ----------------------------------------------------------------------------- §5 files and directories
+
+
+def test_atomic_writes_get_the_mode_of_a_plain_write(tmp_path):
+    from osnas.run_dir import atomic_write_text
+
+    previous = os.umask(0o027)
+    try:
+        atomic_write_text(tmp_path / "new.txt", "x")
+        (tmp_path / "plain.txt").write_text("x")
+        assert (tmp_path / "new.txt").stat().st_mode & 0o777 == (tmp_path / "plain.txt").stat().st_mode & 0o777 \
+            == 0o640
+        os.chmod(tmp_path / "new.txt", 0o604)  # an existing file keeps its mode, as with open(path, "w")
+        atomic_write_text(tmp_path / "new.txt", "y")
+        assert (tmp_path / "new.txt").stat().st_mode & 0o777 == 0o604
+    finally:
+        os.umask(previous)
+
+
+def test_read_only_output_directory_is_reported_as_read_only(capsys, tmp_path, config, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: False if Path(path) == out and mode == os.W_OK
+                        else real_access(path, mode, **kw))
+    monkeypatch.setattr("osnas.run_dir.free_bytes", lambda path: 0)  # a read-only mount reports no free space
+    msg = fails(capsys, tmp_path, "search", "--config", config(output={"dir": str(out / "runs"), "name": "t"}))
+    assert f"{out / 'runs'} (its parent {out}): it is read-only for this user" in msg
+    assert "not enough free disk space" not in msg and not (out / "runs").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a mode-0500 directory; the mocked test above covers it")
+def test_read_only_output_directory_for_real(capsys, tmp_path, config):
+    out = tmp_path / "out"
+    out.mkdir(mode=0o500)
+    msg = fails(capsys, tmp_path, "search", "--config", config(output={"dir": str(out), "name": "t"}))
+    assert "it is read-only for this user" in msg
