@@ -265,12 +265,15 @@ def damage(state: dict, how: str) -> None:
         state["seconds"] = {"supernet": "fast"}
 
 
-@pytest.mark.parametrize("how, why", [
+DAMAGES = [
     ("foreign", "size mismatch"), ("epoch_text", "'epoch' must be an integer in 0..1"),
     ("epoch_beyond", "'epoch' must be an integer in 0..1, got 7"), ("rng", "'rng' must hold"),
-    ("updater_empty", "'model' or 'updater' entry is empty"), ("updater_wrong", "Error"),
+    ("updater_empty", "'model' or 'updater' entry is empty"), ("updater_wrong", "different number of parameter groups"),
     ("seconds", "'seconds' must map phases to numbers"),
-])
+]
+
+
+@pytest.mark.parametrize("how, why", [DAMAGES[0], DAMAGES[1], DAMAGES[4]])
 def test_damaged_or_foreign_resume_checkpoint(capsys, tmp_path, interrupted, how, why):
     from osnas.run_dir import atomic_torch_save, load_checkpoint
 
@@ -282,6 +285,35 @@ def test_damaged_or_foreign_resume_checkpoint(capsys, tmp_path, interrupted, how
     assert f"checkpoint {run / 'supernet_last.pt'} does not match this run" in msg and why in msg
     assert "delete it to start the phase again" in msg and f"osnas search --resume {run}" in msg
     assert not (run / "results.json").exists() and not (run / "supernet.pt").exists()
+
+
+@pytest.mark.parametrize("how, why", DAMAGES)
+def test_every_damage_is_named_when_restoring(tmp_path, interrupted, how, why):
+    """The same checks as a resume (which costs a setup each), on the checkpoint and a fresh supernet directly."""
+    from osnas.agent import MainAgent
+    from osnas.config import read_yaml, validate_config
+    from osnas.errors import OsnasError
+    from osnas.run_dir import RunDir, load_checkpoint
+
+    run = RunDir.open(copy_run(interrupted, tmp_path / "run"))
+    state = load_checkpoint(run.file("supernet_last.pt"))
+    damage(state, how)
+    agent = MainAgent(validate_config(read_yaml(run.file("config.yaml"))), run, quiet=True)
+    supernet = torch_supernet(agent)
+    with pytest.raises(OsnasError) as info:
+        run.check_resume_state("supernet_last.pt", state, 2)
+        updater = agent._updater("supernet", agent.config.supernet, list(supernet.parameters()), 1)
+        with run.restoring("supernet_last.pt"):
+            supernet.load_state_dict(state["model"])
+            updater.load_state_dict(state["updater"])
+    message = " ".join(str(info.value).split())
+    assert "supernet_last.pt does not match this run" in message and why in message, message
+
+
+def torch_supernet(agent):
+    from osnas.search_spaces.supernet import Supernet
+
+    return Supernet(agent.setup().definition)
 
 
 # ----------------------------------------------------------------------------- §4 --supernet before the run dir
