@@ -545,4 +545,12 @@ class MainAgent:
         results = self.results(arch, child, metrics)
         results["seconds"]["total"] = round(self.timer.total(), 3)  # every process of the run, this one included
         self.run.write_json("results.json", results)
+        if self.config.audit.enabled:
+            self.audit()
         return results
+
+    def audit(self) -> dict[str, Any]:
+        """Optional last phase: the ranking audit of this run (``audit:`` in the config; see osnas/audit.py)."""
+        from osnas.audit import AuditSettings, run_audit
+
+        return run_audit(self.run, AuditSettings.from_config(self.config.audit), self.quiet, self.say)

@@ -84,6 +84,23 @@ class EvaluationConfig(Section):
     val_batches: PositiveInt = 4
 
 
+class AuditConfig(Section):
+    """The ranking audit after the search (``osnas audit``): K stratified architectures trained from scratch."""
+
+    enabled: bool = False
+    k: int = Field(8, ge=2)
+    proxy_epochs: Optional[PositiveInt] = None  # null: the run's final.epochs
+    top_k: PositiveInt = 3
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _top_k(self) -> "AuditConfig":
+        if self.top_k > self.k + 1:
+            raise ValueError(f"audit.top_k ({self.top_k}) is larger than k + 1 = {self.k + 1} "
+                             "(the K drawn architectures plus the found one)")
+        return self
+
+
 class LookupTableConfig(Section):
     latency: bool = True
     latency_batch: PositiveInt = 1
@@ -132,6 +149,7 @@ class FrameworkConfig(Section):
     lookup_table: LookupTableConfig = LookupTableConfig()
     output: OutputConfig = OutputConfig()
     logging: LoggingConfig = LoggingConfig()
+    audit: AuditConfig = AuditConfig()
 
     @model_validator(mode="after")
     def _device(self) -> "FrameworkConfig":

@@ -52,11 +52,9 @@ def attach(run: RunDir, config: Config) -> TensorBoardLogger | None:
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        from rich.markup import escape
+        from osnas.console import warn
 
-        from osnas.progress import console
-
-        console.print(f"[yellow]warning:[/] {escape(MISSING)}", highlight=False, soft_wrap=True)
+        warn(MISSING)
         return None
     logger = TensorBoardLogger(SummaryWriter(log_dir=str(run.file("tensorboard"))))
     run.sinks.append(logger)

@@ -72,8 +72,8 @@ def write_lfw(root: Path, names: dict[str, int], same: list[tuple], different: l
     return pairs
 
 
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    """``osnas ARGS`` in this process (no interpreter start-up): (exit code, stdout, stderr)."""
+def call_cli(*args: str) -> int:
+    """``osnas ARGS`` in this process (no interpreter start-up); returns the exit code."""
     import logging
     import sys
 
@@ -84,14 +84,19 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
     handlers, level = list(logger.handlers), logger.level
     try:
         main()
-        code = 0
+        return 0
     except SystemExit as exc:
-        code = int(exc.code or 0)
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
     finally:
         sys.argv = argv
         for handler in set(logger.handlers) - set(handlers):  # the run's log.txt
             logger.removeHandler(handler)
             handler.close()
         logger.setLevel(level)
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    """``osnas ARGS`` in this process: (exit code, stdout, stderr)."""
+    code = call_cli(*args)
     captured = capsys.readouterr()
     return code, captured.out, captured.err

@@ -270,7 +270,9 @@ def test_osnas_new_writes_the_stub(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(sys, "argv", ["osnas", "new", "dataflow", "my_data", "--class", "MyData",
                                       "--output-dir", str(tmp_path)])
-    main()
+    with pytest.raises(SystemExit) as exit_:  # typer's standalone mode ends every command with SystemExit
+        main()
+    assert exit_.value.code in (0, None)
     written = file_texts(tmp_path / "dataflow" / "my_data")
     assert sorted(written) == ["__init__.py", "my_data.yaml", "my_data_dataflow.py", "test_my_data.py"]
     assert "class MyData(Dataflow):" in written["my_data_dataflow.py"]
@@ -319,3 +321,27 @@ def test_build_interface_script_help_from_repo_root():
     for option in ("-it KIND", "--customize-name NAME", "--customize-class CLASS", "--output-dir DIR", "--force",
                    "--dry-run"):
         assert option in proc.stdout
+
+
+def test_generated_files_get_the_mode_of_a_plain_write(tmp_path):
+    """Stubs are ordinary source files: readable by the group and others unless the user's umask says not."""
+    old = os.umask(0o022)
+    try:
+        plan = generate("criterion", "mode_check", output_dir=tmp_path)
+    finally:
+        os.umask(old)
+    modes = {path.name: path.stat().st_mode & 0o777 for path in plan.files}
+    assert set(modes.values()) == {0o644}, modes
+
+
+def test_full_width_names_are_normalised_before_every_check(tmp_path):
+    with pytest.raises(InterfaceError, match="name 'if' is not usable"):
+        generate("criterion", "ｉｆ", output_dir=tmp_path)
+    plan = generate("criterion", "ｍｙ_ｌｏｓｓ", output_dir=tmp_path)
+    assert plan.name == "my_loss" and (tmp_path / "criterion" / "my_loss" / "my_loss_criterion.py").is_file()
+
+
+def test_a_name_too_long_writes_nothing(tmp_path):
+    with pytest.raises(InterfaceError, match="has 250 characters; use at most 64"):
+        generate("search_space", "n" * 250, output_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -347,3 +347,18 @@ def test_differentiable_end_to_end_through_the_cli(tiny_config, tmp_path):
     assert supernet_records and 0.0 < supernet_records[-1]["arch_entropy"] <= 1.0 + 1e-9
     assert "arch_expected_cost" in supernet_records[-1]
     assert json.loads((run_dir / "results.json").read_text())["macs"] / 1e6 <= 3.0
+
+
+def test_uniform_feasible_only_trains_only_feasible_paths(space):
+    """Under a budget that few paths meet, feasible_only draws each step's path inside it; plain SPOS does not."""
+    definition, lut = space
+    draws = definition.sample(np.random.default_rng(0), 2000)
+    budget = float(np.quantile(lut.cost(draws, "macs"), 0.05))
+    ctx = make_context(space, max_cost=budget)
+    lean = make_strategy("uniform", ctx, feasible_only=True)
+    plain = make_strategy("uniform", ctx)
+    lean_paths = np.array([lean.sample() for _ in range(40)])
+    plain_paths = np.array([plain.sample() for _ in range(40)])
+    assert ctx.constraint.feasible(lean_paths).all()
+    assert not ctx.constraint.feasible(plain_paths).all()
+    assert len({tuple(p) for p in lean_paths}) > 30  # uniform over the feasible set, not one repaired path

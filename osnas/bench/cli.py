@@ -7,33 +7,34 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-from rich.console import Console
+from rich.text import Text
 
 from osnas.bench import SECTIONS
 from osnas.bench.suite import Figure, run_suite, to_markdown
 from osnas.registry import REGISTRIES
+from osnas.console import labelled
+from osnas.console import out as console
 from osnas.run_dir import atomic_write_text
-
-console = Console()
 
 
 def echo(figure: Figure) -> None:
     ratio = "" if figure.ratio is None else f"  ratio {figure.ratio:.2f}"
     target = f"  target {figure.target}" if figure.target else ""
-    verdict = "" if figure.passed is None else ("  [green]met[/]" if figure.passed else "  [red]NOT met[/]")
-    console.print(f"[bold]{figure.section}[/] {figure.name}: {figure.value}{ratio}{target}{verdict}")
+    verdict = ("", "") if figure.passed is None else ("  met", "green") if figure.passed else ("  NOT met", "red")
+    console.print(Text.assemble((figure.section, "bold"), f" {figure.name}: {figure.value}{ratio}{target}", verdict))
 
 
 def run(device: str = "cpu", quick: bool = False, only: Optional[list[str]] = None,
         record: Optional[Path] = None, command: str | None = None, spaces: Optional[list[str]] = None) -> int:
     sections = set(only) if only else None
     if sections and not sections <= set(SECTIONS):
-        console.print(f"[red]error:[/] unknown section(s) {sorted(sections - set(SECTIONS))}; valid: {', '.join(SECTIONS)}")
+        labelled("error:", "red", f"unknown section(s) {sorted(sections - set(SECTIONS))}; valid: {', '.join(SECTIONS)}",
+                 console)
         return 2
     known = REGISTRIES["search_space"].names()
     if spaces and not set(spaces) <= set(known):
-        console.print(f"[red]error:[/] unknown search space(s) {sorted(set(spaces) - set(known))}; "
-                      f"registered: {', '.join(known)}")
+        labelled("error:", "red", f"unknown search space(s) {sorted(set(spaces) - set(known))}; "
+                 f"registered: {', '.join(known)}", console)
         return 2
     report = run_suite(torch.device(device), quick=quick, sections=sections, echo=echo, spaces=spaces)
     if record is not None:

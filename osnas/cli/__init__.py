@@ -3,6 +3,7 @@
 from osnas.cli.app import app, main
 
 # one import per command module (importing registers its commands)
+from osnas.cli import audit  # noqa: F401,E402
 from osnas.cli import bench  # noqa: F401,E402
 from osnas.cli import compare  # noqa: F401,E402
 from osnas.cli import data  # noqa: F401,E402

@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 
 from osnas import distributed
+from osnas.console import err, labelled, out, warn
 from osnas.errors import OsnasError
 from osnas.registry import PluginFailure, load_builtins, load_plugins
 
@@ -23,8 +24,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True)
-out = Console()
 
 
 class State:
@@ -32,13 +31,14 @@ class State:
 
     debug: bool = False
     plugin_failures: list[PluginFailure] = []
+    plugin_dirs: list[Path] = []
 
 
 def report_plugin_failures(failures: list[PluginFailure]) -> None:
     for failure in failures:
-        err.print(f"[yellow]warning:[/] could not import user component {failure.source}: {failure.error}")
+        warn(f"could not import user component {failure.source}: {failure.error}")
         if State.debug:
-            err.print(failure.details)
+            err.print(failure.details, highlight=False)
 
 
 @app.callback()
@@ -55,14 +55,27 @@ def _root(
         handler.setLevel(logging.WARNING)
     load_builtins()
     dirs = list(plugins) if plugins else [Path.cwd() / "generated"]
+    State.plugin_dirs = [Path(d).resolve() for d in dirs]
     State.plugin_failures = load_plugins(dirs)
     report_plugin_failures(State.plugin_failures)
 
 
 def fail(message: str) -> None:
-    """Print an error in one message and exit with code 2."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    """Print an error in one message (verbatim: it may quote the user's text) and exit with code 2."""
+    labelled("error:", "bold red", message)
     raise SystemExit(2)
+
+
+def user_frame(exc: BaseException) -> traceback.FrameSummary | None:
+    """The innermost frame of ``exc``'s traceback that lies in a loaded plugin directory, if any."""
+    current: BaseException | None = exc
+    while current is not None:  # an osnas wrapper may re-raise: look through the causes too
+        frames = [frame for frame in traceback.extract_tb(current.__traceback__)
+                  if any(Path(frame.filename).resolve().is_relative_to(root) for root in State.plugin_dirs)]
+        if frames:
+            return frames[-1]
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def main() -> None:
@@ -79,7 +92,7 @@ def main() -> None:
             raise
         fail(str(exc))
     except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/]")
+        err.print("interrupted", style="yellow")
         raise SystemExit(130)
     except SystemExit:
         distributed.shutdown()
@@ -87,6 +100,9 @@ def main() -> None:
     except Exception as exc:
         if debug:
             raise
-        err.print("[bold red]internal error:[/] ", end="")
-        err.print(f"{type(exc).__name__}: {exc} (run with --debug for the traceback)", markup=False, highlight=False)
+        frame = user_frame(exc)
+        if frame is not None:  # the user's own code failed: theirs to fix, like any bad input
+            fail(f"error in user component {frame.filename}:{frame.lineno}: {type(exc).__name__}: {exc} "
+                 "(run with --debug for the traceback)")
+        labelled("internal error:", "bold red", f"{type(exc).__name__}: {exc} (run with --debug for the traceback)")
         raise SystemExit(1)

@@ -8,6 +8,8 @@ from typing import Optional
 import typer
 
 from osnas.cli.app import app, err, out
+from osnas.console import labelled
+from osnas.output_dir import check_output_dir
 
 
 @app.command()
@@ -21,13 +23,14 @@ def compare(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars inside the runs."),
 ) -> None:
     """Run every config for every seed; write comparison.csv, comparison.md and pareto.png."""
+    check_output_dir(output)
     try:
         from osnas.compare import compare as run_comparison  # matplotlib: imported only when used
 
         _, table = run_comparison(configs, seeds, set_ or [], output, quiet,
                                   say=lambda message: err.print(message, highlight=False))
     except KeyboardInterrupt:
-        err.print(f"[yellow]interrupted[/]; run the same command again to resume (finished runs in {output} are kept)")
+        labelled("interrupted;", "yellow", f"run the same command again to resume (finished runs in {output} are kept)")
         raise SystemExit(130)
     out.print(table)
     out.print(f"written: {output / 'comparison.csv'}, {output / 'comparison.md'}, {output / 'pareto.png'}")

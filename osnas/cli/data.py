@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from osnas.agent import resolve_device
 from osnas.cli.app import app, out
@@ -77,8 +78,8 @@ def check(
     cfg = load_config(config, set_ or [])
     flow: Dataflow = REGISTRIES["dataflow"].get(cfg.dataflow.name)(cfg.dataflow.options, cfg.seed,
                                                                     resolve_device(cfg.device))
-    out.print(f"dataflow [bold]{cfg.dataflow.name}[/]: {flow.num_classes} classes, "
-              f"{flow.in_channels}x{flow.input_size}x{flow.input_size} inputs")
+    out.print(Text.assemble("dataflow ", (cfg.dataflow.name, "bold"), f": {flow.num_classes} classes, "
+              f"{flow.in_channels}x{flow.input_size}x{flow.input_size} inputs"))
     out.print(counts_table(flow.summary()))
     if batches:
         out.print(batches_table(flow, batches))

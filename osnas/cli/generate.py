@@ -12,6 +12,7 @@ from rich.table import Table
 from osnas.agent import MainAgent
 from osnas.cli.app import app, out
 from osnas.config import read_yaml, validate_config
+from osnas.console import note
 from osnas.constraint import UNIT_NAMES
 from osnas.errors import OsnasError
 from osnas.run_dir import RunDir, atomic_write_json
@@ -47,8 +48,7 @@ def generate(
     out.print(f"target {target:g} {unit} -> {metric} {costs[metric]:.4g} {unit} "
               f"({100 * (costs[metric] - target) / target:+.1f}%)")
     if not low <= target <= high:
-        out.print(f"[yellow]note:[/] the generator was trained on targets {low:.4g}..{high:.4g} {unit}; "
-                  "this one is extrapolated")
+        note(f"the generator was trained on targets {low:.4g}..{high:.4g} {unit}; this one is extrapolated", out)
     table = Table(show_header=True, box=None, pad_edge=False)
     for column in ("layer", "index", "candidate"):
         table.add_column(column)

@@ -56,17 +56,18 @@ def check(
     try:
         subject = load_subject(kind, name, plugins or Path.cwd() / "generated", overrides)
     except ComponentImportError as exc:
-        out.print(f"[red]✗[/] the package imports: {escape(str(exc))}")
+        out.print(f"[red]✗[/] the package imports: {escape(str(exc))}", markup=True)
         raise SystemExit(1)
     source = shown(Path(inspect.getsourcefile(subject.cls) or subject.cls.__module__))
-    out.print(f"[bold]{kind} {name}[/]: class {subject.cls.__qualname__} in {escape(source)}", highlight=False)
+    out.print(f"[bold]{escape(kind)} {escape(name)}[/]: class {escape(subject.cls.__qualname__)} in {escape(source)}",
+              markup=True, highlight=False)
     broken = 0
     for rule, outcome in check_component(subject):
         mark = "[yellow]-[/]" if outcome.skipped else "[green]✓[/]" if outcome.ok else "[red]✗[/]"
-        out.print(f"{mark} {escape(rule.text)}")
+        out.print(f"{mark} {escape(rule.text)}", markup=True)
         if outcome.message:
             out.print(f"    [dim]{escape(outcome.message)}[/]" if outcome.ok else f"    {escape(outcome.message)}",
-                      highlight=False)
+                      markup=True, highlight=False)
         broken += not outcome.ok
     out.print(f"{broken} rule(s) broken" if broken else "every rule holds")
     if broken:

@@ -14,6 +14,7 @@ from osnas.agent import Components, MainAgent, build_components
 from osnas.cli.app import app, err, out
 from osnas.cli.run import SetOption
 from osnas.config import Config, load_config
+from osnas.console import note, warn
 from osnas.search_spaces.lookup_table import METRICS, UNITS, LookupTable
 
 lookup_table_app = typer.Typer(help="Build, show and calibrate the per-layer hardware lookup table of a config.",
@@ -54,15 +55,15 @@ def load_table(config: Path, set_: Optional[list[str]], latency: bool = False) -
     cfg = load_config(config, set_ or [])
     if latency and not cfg.lookup_table.latency:
         cfg.lookup_table.latency = True
-        err.print("[yellow]note:[/] latency fitting needs per-layer latencies; using lookup_table.latency=true")
+        note("latency fitting needs per-layer latencies; using lookup_table.latency=true")
     agent = MainAgent(cfg, quiet=True)
     comp = build_components(cfg, agent.device, agent.cache_dir)
-    note = comp.lut_note
-    if note.startswith("rebuilt"):
-        err.print(f"[yellow]warning:[/] lookup table {note}", highlight=False, soft_wrap=True)
+    lut_note = comp.lut_note
+    if lut_note.startswith("rebuilt"):
+        warn(f"lookup table {lut_note}")
     else:
-        out.print(f"lookup table {note}", highlight=False, soft_wrap=True)
-    if note == "built":
+        out.print(f"lookup table {lut_note}", highlight=False, soft_wrap=True)
+    if lut_note == "built":
         out.print(f"saved to {table_path(agent.cache_dir, comp.lut)}", highlight=False, soft_wrap=True)
         stale = other_tables(agent.cache_dir, comp.lut)
         if stale:

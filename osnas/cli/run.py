@@ -17,6 +17,7 @@ from osnas import distributed, tb
 from osnas.agent import MainAgent
 from osnas.cli.app import app, err, out
 from osnas.config import Config, load_config, read_yaml, validate_config
+from osnas.console import labelled
 from osnas.errors import OsnasError
 from osnas.run_dir import RunDir, check_free_space, load_checkpoint, read_json, read_supernet
 from osnas.summary import summary_table
@@ -82,8 +83,10 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 
 @contextlib.contextmanager
-def resumable(run: RunDir) -> Iterator[None]:
+def resumable(run: RunDir, again: str | None = None) -> Iterator[None]:
     """Ctrl-C or SIGTERM (a scheduler's preemption) ends the run with a hint on how to continue it.
+
+    ``again``: the command that continues it (default ``osnas search --resume RUN``).
 
     A checkpoint being written is finished first (see ``run_dir.deferred_interrupts``);
     the exit code is 130, as for any interrupted command.
@@ -93,8 +96,8 @@ def resumable(run: RunDir) -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt:
-        err.print(f"[yellow]interrupted[/]; the checkpoints of the last completed epoch or search step are kept. "
-                  f"Continue with: osnas search --resume {run.path}", highlight=False, soft_wrap=True)
+        labelled("interrupted;", "yellow", "the checkpoints of the last completed epoch or search step are kept. "
+                 f"Continue with: {again or f'osnas search --resume {run.path}'}")
         raise SystemExit(130) from None
     finally:
         if main:

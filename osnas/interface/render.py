@@ -5,13 +5,15 @@ osnas finds them; the repository's top-level ``templates`` is a link to it):
 ``common/`` holds the files every kind gets, ``<kind>/`` the kind's own files and
 overrides. A template file name ``NAME_space.py.j2`` becomes ``<name>_space.py``.
 
-Nothing is written unless every check passes: the names are identifiers and
-not keywords; the name is not a built-in's of that kind, not an importable
+Nothing is written unless every check passes: the names (NFKC-normalised first,
+as Python normalises identifiers, so ``ｉｆ`` is checked as ``if``) are short
+identifiers and not keywords; the name is not a built-in's of that kind, not an importable
 module's and not a generated component's of another kind (pytest imports a
 component package by its bare name); the class name shadows neither a Python
 built-in nor a name the stub uses; the rendered Python compiles; every file
-lands inside the output directory; no existing file is overwritten without
-``force``.
+lands inside the output directory, whose path holds no file where a folder must
+be and is writable; every file name fits the file system; no existing file is
+overwritten without ``force``.
 """
 
 from __future__ import annotations
@@ -20,12 +22,15 @@ import ast
 import builtins
 import importlib.util
 import keyword
+import os
 import sys
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from osnas.config import COMPONENT_SECTIONS
 from osnas.errors import OsnasError
+from osnas.output_dir import check_output_dir
 from osnas.registry import KINDS, REGISTRIES, load_builtins
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -39,6 +44,7 @@ MODULE_SUFFIX = {
     "training_strategy": "strategy",
 }
 SECTION = {kind: section for section, (kind, _) in COMPONENT_SECTIONS.items()}
+MAX_NAME = 64  # characters of a component or class name: file names are built from it
 
 
 class InterfaceError(OsnasError):
@@ -62,11 +68,18 @@ def default_class_name(name: str) -> str:
     return "".join(part[:1].upper() + part[1:] for part in name.split("_") if part) or name
 
 
+def normalized(name: str) -> str:
+    """``name`` as Python reads it in source (NFKC): the form every check and every file uses."""
+    return unicodedata.normalize("NFKC", name)
+
+
 def validate_names(kind: str, name: str, cls: str) -> None:
-    """Raise :class:`InterfaceError` unless kind, component name and class name are usable."""
+    """Raise :class:`InterfaceError` unless kind, component name and class name (normalised) are usable."""
     if kind not in KINDS:
         raise InterfaceError(f"unknown component kind {kind!r}; valid kinds: {', '.join(KINDS)}")
     for what, value in (("name", name), ("class name", cls)):
+        if len(value) > MAX_NAME:
+            raise InterfaceError(f"{what} {value[:20]!r}... has {len(value)} characters; use at most {MAX_NAME}")
         if not value.isidentifier() or keyword.iskeyword(value) or value.startswith("_"):
             raise InterfaceError(
                 f"{what} {value!r} is not usable: it must be a Python identifier (letters, digits, underscores, "
@@ -149,9 +162,23 @@ def check_python(filename: str, text: str, cls: str) -> None:
                                  "already uses; choose another class name")
 
 
+def check_file_name(path: Path) -> None:
+    """The file name and the whole path fit the file system's limits (checked before anything is written)."""
+    existing = next(parent for parent in path.parents if parent.exists())
+    try:
+        name_max, path_max = os.pathconf(existing, "PC_NAME_MAX"), os.pathconf(existing, "PC_PATH_MAX")
+    except (AttributeError, OSError, ValueError):  # no pathconf (Windows): the common limits
+        name_max, path_max = 255, 4096
+    if len(os.fsencode(path.name)) > name_max or len(os.fsencode(str(path))) >= path_max:
+        raise InterfaceError(f"file name {path.name!r} or path {path} is too long for the file system "
+                             f"(at most {name_max} bytes a name, {path_max} a path); choose a shorter name "
+                             "or output directory")
+
+
 def plan(kind: str, name: str, cls: str | None, output_dir: Path) -> Plan:
     """Validate the request and render every file, writing nothing."""
-    cls = cls or default_class_name(name)
+    name = normalized(name)
+    cls = normalized(cls or default_class_name(name))
     validate_names(kind, name, cls)
     root = Path(output_dir).resolve()
     for other in KINDS:
@@ -161,12 +188,14 @@ def plan(kind: str, name: str, cls: str | None, output_dir: Path) -> Plan:
                 f"by its bare name, so two packages named {name!r} cannot be tested together. Choose another name"
             )
     directory = (root / kind / name).resolve()
+    check_output_dir(directory)
     where = (Path(output_dir) / kind / name).as_posix()
     files: dict[Path, str] = {}
     for filename, text in render(kind, name, cls, where).items():
         path = directory / filename
         if not path.resolve().is_relative_to(root):
             raise InterfaceError(f"refusing to write {path.resolve()}: it is outside the output directory {root}")
+        check_file_name(path)
         files[path] = text
     existing = [path for path in files if path.exists() or path.is_symlink()]
     return Plan(kind, name, cls, directory, files, existing)
