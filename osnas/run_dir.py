@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from osnas.errors import OsnasError
+from osnas.output_dir import check_output_dir
 
 try:
     import fcntl
@@ -231,11 +232,7 @@ def nearest_existing(path: Path) -> Path:
 
 def check_free_space(path: Path, needed: int, what: str) -> None:
     """Fail before a long run starts when its checkpoints cannot be written: a read-only place or a full disk."""
-    existing = nearest_existing(path)
-    if not os.access(existing, os.W_OK):
-        where = f"{path}" if existing == Path(path).absolute() else f"{path} (its parent {existing})"
-        raise OsnasError(f"cannot write {what} in {where}: it is read-only for this user; "
-                         "make it writable or set output.dir to a writable directory")
+    check_output_dir(path)  # a read-only place may report no free space: say what is really wrong
     free = free_bytes(path)
     if free < needed:
         raise OsnasError(
