@@ -6,7 +6,7 @@ from pathlib import Path
 
 from osnas.bench.cli import run
 from osnas.bench import SECTIONS
-from osnas.registry import load_builtins
+from osnas.plugins import load_builtins
 
 parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
 parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")

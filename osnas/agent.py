@@ -349,20 +349,19 @@ class MainAgent:
         train_loader, val_loader = comp.dataflow.search_split()
         evaluator = distributed.ShardedEvaluator(supernet, comp.agent, train_loader, val_loader, ev.bn_batches,
                                                  ev.val_batches)
-        resume = None
+        strategy_cls = REGISTRIES["search_strategy"].get(self.config.search_strategy.name)
+        strategy = strategy_cls(self.config.search_strategy.options)
         logged = [0]  # search records in metrics.jsonl, so a resumed search logs each evaluation once
         if self.run.exists("search_state.pt"):
             saved = self.run.load_checkpoint("search_state.pt", ("strategy", "evaluator", "seconds", "logged"))
-            resume = saved["strategy"]
             with self.run.restoring("search_state.pt"):
+                strategy.load_state_dict(saved["strategy"])
                 evaluator.load_state_dict(saved["evaluator"])
                 self.restore_seconds(saved["seconds"])
                 logged[0] = int(saved["logged"])
             self.say(f"search: resuming with {evaluator.num_evaluated} candidates already scored")
         self.run.prune_metrics("search", logged[0])
         resumed_seconds = self.timer.seconds.get("search", 0.0)
-        strategy_cls = REGISTRIES["search_strategy"].get(self.config.search_strategy.name)
-        strategy = strategy_cls(self.config.search_strategy.options)
         rng = np.random.default_rng([self.config.seed, 1])
 
         def save_state(state: dict[str, Any]) -> None:
@@ -383,7 +382,7 @@ class MainAgent:
 
             context = SearchContext(comp.definition, comp.lut, comp.constraint, evaluator, rng,
                                     training_strategy=self.strategy, log=log_record,
-                                    save_state=save_state, resume_state=resume, run_dir=self.run.path)
+                                    save_state=save_state, save_file=self.run.save_checkpoint)
             result = strategy.search(context)
         if not comp.constraint.feasible(result.best):
             raise OsnasError(f"search strategy {self.config.search_strategy.name!r} returned an architecture "

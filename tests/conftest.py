@@ -18,7 +18,7 @@ if str(ROOT) not in sys.path:
 # OpenMP threads make each step tens of times slower
 torch.set_num_threads(1)
 
-from osnas.registry import load_builtins  # noqa: E402
+from osnas.plugins import load_builtins  # noqa: E402
 
 load_builtins()
 

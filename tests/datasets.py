@@ -38,6 +38,17 @@ def write_cifar10(root: Path, per_batch: int = 20, extracted: bool = False, seed
     return batches
 
 
+def write_cifar100(root: Path, per_file: int = 20, seed: int = 0) -> None:
+    """The extracted cifar-100-python/ folder (train and test pickles, fine and coarse labels) under ``root``."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("train", "test"):
+        batch = cifar_batch(rng, per_file, 100, b"fine_labels")
+        batch[b"coarse_labels"] = [label // 5 for label in batch[b"fine_labels"]]
+        (folder / name).write_bytes(pickle.dumps(batch))
+
+
 def write_jpeg(path: Path, color: tuple[int, int, int], size: tuple[int, int] = (20, 24), noise: int = 0,
                rng: np.random.Generator | None = None) -> None:
     """A small JPEG of one colour (plus optional noise)."""

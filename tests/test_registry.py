@@ -5,7 +5,8 @@ import textwrap
 import pytest
 
 from osnas.errors import ConfigError
-from osnas.registry import KINDS, REGISTRIES, Registry, load_plugins, register
+from osnas.plugins import load_plugins
+from osnas.registry import KINDS, REGISTRIES, Registry, register
 from tests.conftest import run_osnas
 
 
@@ -89,3 +90,49 @@ def test_list_command_prints_names_and_descriptions():
     proc = run_osnas("list", "nonsense")
     assert proc.returncode == 2
     assert "valid kinds" in proc.stderr
+
+
+def test_registry_is_a_leaf_module():
+    """Importing the registry imports no component (the built-ins are loaded by osnas.plugins)."""
+    import subprocess
+    import sys
+
+    code = "import sys, osnas.registry; print(sorted(m for m in sys.modules if m.startswith('osnas')))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "['osnas', 'osnas.errors', 'osnas.registry']"
+
+
+def test_registered_name_is_the_contracts_class_attribute():
+    for kind in KINDS:
+        for name in REGISTRIES[kind].names():
+            assert REGISTRIES[kind].get(name).name == name
+
+
+BROKEN_PLUGINS = {  # package -> (its __init__.py, the line the report must name, the error it must name)
+    "exits": ("import os\nraise SystemExit(0)\n", 2, "SystemExit"),
+    "interrupted": ("x = 1\n\nraise KeyboardInterrupt\n", 3, "KeyboardInterrupt"),
+    "bad_syntax": ("x = 1\ndef broken(:\n    pass\n", 2, "SyntaxError"),
+}
+
+
+@pytest.mark.parametrize("package", sorted(BROKEN_PLUGINS))
+def test_any_exception_of_a_plugin_import_names_the_plugins_file_and_line(tmp_path, package):
+    body, line, error = BROKEN_PLUGINS[package]
+    pkg = _write_plugin(tmp_path, "criterion", package, body)
+    failures = load_plugins([tmp_path])
+    assert [f.source for f in failures] == [f"{pkg / '__init__.py'}:{line}"]
+    assert failures[0].error.startswith(error)
+
+
+def test_commands_go_on_without_plugins_that_exit_or_interrupt(tmp_path):
+    for package, (body, line, error) in BROKEN_PLUGINS.items():
+        _write_plugin(tmp_path, "criterion", package, body)
+    config = tmp_path / "c.yaml"
+    config.write_text("search_space: {name: proxylessnas}\n")
+    for args, printed in ((["list", "criterion"], "cross_entropy"), (["config", str(config)], "proxylessnas")):
+        proc = run_osnas("--plugins", str(tmp_path), *args)
+        assert proc.returncode == 0, proc.stderr
+        assert printed in proc.stdout
+        for package, (body, line, error) in BROKEN_PLUGINS.items():
+            assert f"{package}/__init__.py:{line}" in proc.stderr and error in proc.stderr
+        assert "Traceback" not in proc.stderr

@@ -83,9 +83,19 @@ def run_strategy(name: str, constraint: Constraint, evaluator: Any, seed: int, o
                  resume: dict | None = None, states: list | None = None, run_dir: Path | None = None) -> SearchResult:
     cls = REGISTRIES["search_strategy"].get(name)
     strategy = cls(cls.Options(**(SMALL.get(name, {}) if options is None else options)))
+    if resume is not None:
+        strategy.load_state_dict(resume)
+
+    def save_file(file: str, payload: dict) -> Path | None:
+        if run_dir is None:
+            return None
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_torch_save(run_dir / file, payload)
+        return run_dir / file
+
     context = SearchContext(constraint.definition, constraint.lut, constraint, evaluator, np.random.default_rng(seed),
                             save_state=(states.append if states is not None else lambda state: None),
-                            resume_state=resume, run_dir=run_dir)
+                            save_file=save_file)
     return strategy.search(context)
 
 
@@ -243,19 +253,45 @@ def test_non_dominated_sorting_matches_brute_force():
     assert np.isinf(crowd[[0, 3]]).all() and crowd[1] == pytest.approx(2 / 4 + 3 / 4)
 
 
-@pytest.mark.parametrize("name", DISCRETE)
-def test_resume_from_saved_state_gives_the_uninterrupted_result(tiny, tmp_path, name):
-    constraint = budget(tiny, "medium")
-    target = hidden_target(constraint, 0)
-    states: list[dict] = []
-    full = run_strategy(name, constraint, FakeEvaluator(target), seed=7, states=states)
-    assert len(states) >= 2
-    atomic_torch_save(tmp_path / "state.pt", states[len(states) // 2 - 1])
-    state = load_checkpoint(tmp_path / "state.pt")  # through the real checkpoint format (weights_only)
-    resumed = run_strategy(name, constraint, FakeEvaluator(target), seed=123, resume=state)
+# small settings on the 18-architecture probe space; a strategy not named here runs with its defaults
+PROBE_OPTIONS = {
+    "random": {"num_samples": 12, "batch": 3},
+    "evolution": {"population": 4, "generations": 4, "top_k": 2},
+    "regularized_evolution": {"population": 4, "sample": 2, "cycles": 12},
+    "nsga2": {"population": 4, "generations": 3},
+    "architecture_generator": {"iterations": 40, "save_every": 10, "cost_targets": 4},
+}
+
+
+def probe_search(name: str, resume: dict | None = None) -> tuple[SearchResult, list[dict], Any]:
+    """The strategy on the ``osnas check`` probe space (half-way budget, seed 0); a restored ``resume``
+    state is loaded into the fresh instance first."""
+    from osnas.interface import probes
+    from osnas.interface.contract import Subject
+    from osnas.interface.rules.search_strategy import search
+
+    subject = Subject("search_strategy", name, REGISTRIES["search_strategy"].get(name), PROBE_OPTIONS.get(name, {}))
+    result, context, states = search(subject, 0.5, resume=resume)
+    assert isinstance(context.evaluator, probes.ProbeEvaluator)
+    return result, states, context.evaluator
+
+
+@pytest.mark.parametrize("name", REGISTRIES["search_strategy"].names())
+def test_every_strategy_resumes_from_its_state_dict_to_the_uninterrupted_result(tmp_path, name):
+    """Run, snapshot mid-way (state_dict through the checkpoint format), restore into a fresh instance, continue."""
+    full, states, _ = probe_search(name)
+    assert states, f"{name} never saved its state"
+    snapshot = states[(len(states) - 1) // 2]
+    if len(states) > 1:  # a real interruption: the search had scored only part of its history
+        assert len(snapshot["history"]["records"]) < len(full.history)
+    atomic_torch_save(tmp_path / "state.pt", snapshot)
+    state = load_checkpoint(tmp_path / "state.pt")  # weights_only, as a real resume reads it
+    resumed, _, evaluator = probe_search(name, resume=state)
     assert resumed.best.tolist() == full.best.tolist() and resumed.score == full.score
-    assert resumed.history == full.history
-    assert resumed.pareto == full.pareto
+    assert resumed.history == full.history and resumed.pareto == full.pareto and resumed.info == full.info
+    # the continued search scored exactly what the uninterrupted one scored after the snapshot
+    after = {tuple(r["arch"]) for r in full.history[len(state["history"]["records"]):]}
+    assert set(evaluator.cache) == after
 
 
 # ----------------------------------------------------------------------------- evaluator

@@ -247,7 +247,7 @@ def strategy_step(case: dict[str, Any], device_name: str, input_size: int, batch
     """Median step time and peak memory of one training strategy; run in a fresh process per case."""
     code = f"""
 import json, statistics, time, torch, numpy as np
-from osnas.registry import load_builtins; load_builtins()
+from osnas.plugins import load_builtins; load_builtins()
 from osnas.bench.suite import _strategy_worker
 print(json.dumps(_strategy_worker({case!r}, {device_name!r}, {input_size}, {batch}, {steps})))
 """

@@ -14,7 +14,7 @@ import typer
 from osnas import distributed
 from osnas.console import err, labelled, out, warn
 from osnas.errors import OsnasError
-from osnas.registry import PluginFailure, load_builtins, load_plugins
+from osnas.plugins import PluginFailure, load_builtins, load_plugins
 
 app = typer.Typer(
     name="osnas",

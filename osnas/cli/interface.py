@@ -14,6 +14,7 @@ from rich.markup import escape
 from osnas.cli.app import app, out
 from osnas.errors import OsnasError
 from osnas.interface.checks import ComponentImportError, check_component, load_subject
+from osnas.interface.contract import RULE_TIME_LIMIT
 from osnas.interface.cli import report, shown
 from osnas.interface.render import generate
 from osnas.registry import KINDS
@@ -50,6 +51,8 @@ def check(
     name: str = typer.Argument(..., help="Registered name of the component."),
     plugins: Optional[Path] = typer.Option(None, "--plugins", help="Directory holding KIND/NAME/ (default: ./generated)."),
     option: Optional[list[str]] = typer.Option(None, "--option", help="Component option KEY=VALUE (e.g. width_mult=0.5). Repeatable."),
+    time_limit: float = typer.Option(RULE_TIME_LIMIT, "--time-limit", min=0.1,
+                                     help="Seconds one rule may take before it is stopped and reported broken."),
 ) -> None:
     """Check a component against the rules of its kind's contract; exit 1 if any rule is broken."""
     overrides = parse_options(option or [])
@@ -62,7 +65,7 @@ def check(
     out.print(f"[bold]{escape(kind)} {escape(name)}[/]: class {escape(subject.cls.__qualname__)} in {escape(source)}",
               markup=True, highlight=False)
     broken = 0
-    for rule, outcome in check_component(subject):
+    for rule, outcome in check_component(subject, time_limit):
         mark = "[yellow]-[/]" if outcome.skipped else "[green]✓[/]" if outcome.ok else "[red]✗[/]"
         out.print(f"{mark} {escape(rule.text)}", markup=True)
         if outcome.message:

@@ -22,6 +22,7 @@ class CriterionOptions(ComponentOptions):
 class Criterion(nn.Module):
     """Base class: built with its options, the number of classes and the network's output width."""
 
+    name: ClassVar[str]  # the registered name, set by @register
     Options: ClassVar[type[ComponentOptions]] = CriterionOptions
     # what the network must output: class logits (output_dim == num_classes) or an embedding
     expects: ClassVar[Literal["logits", "embeddings"]] = "logits"

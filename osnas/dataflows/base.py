@@ -82,6 +82,7 @@ class DataflowOptions(ComponentOptions):
 class Dataflow(ABC):
     """Loads a dataset and serves its splits."""
 
+    name: ClassVar[str]  # the registered name, set by @register
     Options: ClassVar[type[ComponentOptions]] = DataflowOptions
 
     def __init__(self, options: DataflowOptions, seed: int, device: torch.device) -> None:

@@ -9,12 +9,13 @@ the command and the generated tests.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from osnas.errors import OsnasError
 from osnas.interface import rules  # noqa: F401  (registers the rules)
-from osnas.interface.contract import RULES, Outcome, Rule, Subject
-from osnas.registry import KINDS, REGISTRIES, load_builtins, load_plugin_package
+from osnas.interface.contract import RULE_TIME_LIMIT, RULES, Outcome, Rule, Subject
+from osnas.plugins import load_builtins, load_plugin_package
+from osnas.registry import KINDS, REGISTRIES
 
 __all__ = ["ComponentImportError", "Outcome", "Rule", "Subject", "check_component", "load_subject", "rules_for"]
 
@@ -44,6 +45,8 @@ def load_subject(kind: str, name: str, plugins: Path | None = None, overrides: d
     return Subject(kind, name, registry.get(name), dict(overrides or {}))
 
 
-def check_component(subject: Subject) -> list[tuple[Rule, Outcome]]:
-    """Every rule of the subject's kind, in order, with its outcome."""
-    return [(r, r.run(subject)) for r in rules_for(subject.kind)]
+def check_component(subject: Subject, limit: float = RULE_TIME_LIMIT) -> Iterator[tuple[Rule, Outcome]]:
+    """Every rule of the subject's kind, in order, with its outcome as soon as it is known (each within
+    ``limit`` seconds)."""
+    for r in rules_for(subject.kind):
+        yield r, r.run(subject, limit)

@@ -8,9 +8,12 @@ rules share). ``checks.py`` loads a component and runs its kind's rules.
 from __future__ import annotations
 
 import io
+import signal
+import threading
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 import torch
 import torch.nn as nn
@@ -20,6 +23,8 @@ from osnas.registry import KINDS
 
 T = TypeVar("T")
 CPU = torch.device("cpu")
+RULE_TIME_LIMIT = 60.0  # seconds one rule may take (the probes make a sound component pass each in seconds)
+TIMED_OUT = "timed_out"  # Subject.memo key: the rule that ran past its limit
 
 
 class Broken(Exception):
@@ -28,6 +33,31 @@ class Broken(Exception):
 
 class Skipped(Exception):
     """A rule cannot be checked on this component; the message says why."""
+
+
+class RuleTimeout(BaseException):
+    """Raised into a rule that runs past its time limit (a BaseException, so that a component's
+    ``except Exception`` cannot swallow it)."""
+
+
+@contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Raise :class:`RuleTimeout` in the block after ``seconds`` (a real-time timer; in the main thread of a
+    Unix process only: elsewhere the block runs without a limit)."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def expire(signum: int, frame: Any) -> None:
+        raise RuleTimeout()
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 @dataclass(frozen=True)
@@ -72,9 +102,19 @@ class Rule:
     text: str
     check: Callable[[Subject], str | None]
 
-    def run(self, subject: Subject) -> Outcome:
+    def run(self, subject: Subject, limit: float = RULE_TIME_LIMIT) -> Outcome:
+        """The check's outcome; past ``limit`` seconds it is stopped and broken, and so are the subject's later
+        rules (without running: the component hangs, and the probes they share may be half-built)."""
+        if TIMED_OUT in subject.memo:
+            return Outcome(False, f"not run: rule {subject.memo[TIMED_OUT]} ran past its time limit")
         try:
-            note = self.check(subject)
+            with time_limit(limit):
+                note = self.check(subject)
+        except RuleTimeout:
+            subject.memo[TIMED_OUT] = self.name
+            return Outcome(False, f"rule {self.name} ran past its time limit of {limit:g} s and was stopped; "
+                                  "does the component end on the small probes (e.g. a search once no unseen "
+                                  "architecture is left)?")
         except Skipped as exc:
             return Outcome(True, str(exc), skipped=True)
         except Broken as exc:

@@ -6,12 +6,14 @@ checking a strategy takes seconds and does not depend on other components.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from osnas.constraint import Constraint
+from osnas.criteria.base import Criterion
 from osnas.dataflows.memory import TensorLoader
 from osnas.interface.contract import CPU, Subject
 from osnas.registry import REGISTRIES
@@ -24,6 +26,7 @@ from osnas.training_strategies.base import TrainingContext
 CLASSES = 5
 CHANNELS = 3
 SIZE = 8
+PROBE_ARCHITECTURES = 18  # 3 x 2 x 3 candidates
 
 
 def probe_space() -> SpaceDefinition:
@@ -82,6 +85,22 @@ class ProbeEvaluator:
             self.cache[arch_key(arch)] = float(score)
         return np.asarray(scores, dtype=np.float64)
 
+    # the SupernetScorer side: a loss that, like the scores, prefers candidates with more parameters
+    @property
+    def num_train_batches(self) -> int:
+        return 1
+
+    @property
+    def device(self) -> torch.device:
+        return CPU
+
+    def frozen(self) -> AbstractContextManager[None]:
+        return nullcontext()
+
+    def mixed_loss(self, weights: torch.Tensor, active: np.ndarray, step: int) -> torch.Tensor:
+        table = torch.as_tensor(self.lut.unit_table("params"), dtype=weights.dtype, device=weights.device)
+        return -(weights * table).sum() / table.sum().clamp_min(1e-12)
+
 
 def training_context(s: Subject) -> TrainingContext:
     """What a training strategy gets: the probe space, its prices, a budget half-way up its range."""
@@ -89,9 +108,16 @@ def training_context(s: Subject) -> TrainingContext:
     return TrainingContext(definition, lut, budget(lut, definition, 0.5), loader(), CPU, seed=0, total_epochs=2)
 
 
-def cross_entropy(output_dim: int = CLASSES) -> torch.nn.Module:
+def cross_entropy(output_dim: int = CLASSES) -> Criterion:
     """The default criterion for the probe's classes."""
-    criterion = REGISTRIES["criterion"].get("cross_entropy")
+    return criterion_for("logits", output_dim)
+
+
+def criterion_for(expects: str, output_dim: int) -> Criterion:
+    """A built-in criterion that trains on ``expects`` (a task's ``expects``): cross-entropy for logits."""
+    criteria = REGISTRIES["criterion"]
+    name = next(n for n in ["cross_entropy", *criteria.names()] if criteria.get(n).expects == expects)
+    criterion = criteria.get(name)
     return criterion(criterion.Options(), CLASSES, output_dim)
 
 

@@ -31,7 +31,8 @@ from pathlib import Path
 from osnas.config import COMPONENT_SECTIONS
 from osnas.errors import OsnasError
 from osnas.output_dir import check_output_dir
-from osnas.registry import KINDS, REGISTRIES, load_builtins
+from osnas.plugins import load_builtins
+from osnas.registry import KINDS, REGISTRIES
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 # the module holding the component class, per kind

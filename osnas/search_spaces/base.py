@@ -229,6 +229,7 @@ class SearchSpaceOptions(ComponentOptions):
 class SearchSpace(ABC):
     """A registered search space: turns options and data shape into a :class:`SpaceDefinition`."""
 
+    name: ClassVar[str]  # the registered name, set by @register
     Options: ClassVar[type[ComponentOptions]] = SearchSpaceOptions
     presets: ClassVar[dict[str, Any]] = {}
 
@@ -243,7 +244,7 @@ class SearchSpace(ABC):
         """A named reference architecture (e.g. a paper's model) as an index vector."""
         if name not in self.presets:
             raise ArchitectureError(
-                f"unknown preset {name!r} for search space {self.registry_name!r}; presets: "  # type: ignore[attr-defined]
+                f"unknown preset {name!r} for search space {self.name!r}; presets: "
                 f"{', '.join(sorted(self.presets)) or '(none)'}"
             )
         value = self.presets[name]

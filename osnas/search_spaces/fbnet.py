@@ -14,11 +14,12 @@ from typing import ClassVar
 from osnas.registry import register
 from osnas.search_spaces import blocks_fbnet  # noqa: F401  (registers the fbnet_ir block kind)
 from osnas.search_spaces.base import Fixed, SearchSpace, SpaceDefinition, op
-from osnas.search_spaces.macro import adapt_strides, make_divisible
-from osnas.search_spaces.templates import ScalableOptions, classifier_head, searchable_stages
+from osnas.search_spaces.macro import make_divisible
+from osnas.search_spaces.stages import ScalableOptions, Stage, build_stages, choice_of, classifier_head, layout_strides
 
-# (out channels, layers, stride of the first layer) of the TBS stages, ImageNet layout
-STAGES = [(16, 1, 1), (24, 4, 2), (32, 4, 2), (64, 4, 2), (112, 4, 1), (184, 4, 2), (352, 1, 1)]
+# the TBS stages, ImageNet layout
+STAGES = [Stage(16, 1, 1), Stage(24, 4, 2), Stage(32, 4, 2), Stage(64, 4, 2), Stage(112, 4, 1), Stage(184, 4, 2),
+          Stage(352, 1, 1)]
 
 
 def fbnet_candidates(with_skip: bool) -> tuple:
@@ -41,14 +42,13 @@ class FBNetSpace(SearchSpace):
 
     def define(self, input_size: int, in_channels: int, num_outputs: int) -> SpaceDefinition:
         w = self.options.width_mult
-        strides = adapt_strides([2] + [s for _, _, s in STAGES], input_size)
+        stem_stride, strides = layout_strides(STAGES, input_size)
         ch = make_divisible(16 * w)
-        body: list = [Fixed(op("conv_bn_act", kernel=3, act="relu"), in_channels, ch, strides[0])]
-        layers, ch = searchable_stages(ch, [(c, n) for c, n, _ in STAGES], strides[1:], w, fbnet_candidates)
+        body: list = [Fixed(op("conv_bn_act", kernel=3, act="relu"), in_channels, ch, stem_stride)]
+        layers, ch = build_stages(ch, STAGES, strides, w, choice_of(fbnet_candidates))
         body += layers + classifier_head(ch, make_divisible(self.last_channels * max(w, 1.0)), num_outputs, "relu",
                                          self.options.dropout)
-        name = self.registry_name  # type: ignore[attr-defined]
-        return SpaceDefinition(name, input_size, in_channels, num_outputs, tuple(body))
+        return SpaceDefinition(self.name, input_size, in_channels, num_outputs, tuple(body))
 
 
 @register("search_space", "fbnet_l")

@@ -18,13 +18,15 @@ import torch.nn as nn
 from pydantic import Field
 
 from osnas.registry import register
-from osnas.search_spaces.base import Choice, Fixed, SearchSpace, SearchSpaceOptions, SpaceDefinition, op
+from osnas.search_spaces.base import Fixed, SearchSpace, SearchSpaceOptions, SpaceDefinition, op
 from osnas.search_spaces.blocks import block
-from osnas.search_spaces.macro import adapt_strides, make_divisible
+from osnas.search_spaces.macro import make_divisible
 from osnas.search_spaces.proxylessnas import mbconv_candidates
+from osnas.search_spaces.stages import Stage, build_stages, choice_of, layout_strides
 
-# (expansion, out channels, blocks, stride) of the paper's bottleneck stages at 112x112
-STAGES = [(2, 64, 5, 2), (4, 128, 1, 2), (2, 128, 6, 1), (4, 128, 1, 2), (2, 128, 2, 1)]
+# the paper's bottleneck stages at 112x112, and the expansion t of each (its preset)
+STAGES = [Stage(64, 5, 2), Stage(128, 1, 2), Stage(128, 6, 1), Stage(128, 1, 2), Stage(128, 2, 1)]
+PAPER_EXPANSIONS = (2, 4, 2, 4, 2)
 KERNELS = (3, 5, 7)
 EXPANSIONS = (2, 4, 6)
 
@@ -71,11 +73,6 @@ def final_map_size(input_size: int, strides: list[int]) -> int:
     return size
 
 
-def face_strides(input_size: int) -> list[int]:
-    """Stem + stage strides: the paper's at 112 (total 16, a 7x7 final map); small inputs drop the earliest."""
-    return adapt_strides([2] + [s for _, _, _, s in STAGES], input_size)
-
-
 class MobileFaceNetOptions(SearchSpaceOptions):
     width_mult: float = Field(1.0, gt=0.0, le=4.0)
 
@@ -86,28 +83,23 @@ class MobileFaceNet(SearchSpace):
 
     Options = MobileFaceNetOptions
     # the paper's net: every bottleneck k3 with its stage's expansion t
-    presets = {"mobilefacenet": [f"k3_e{t}" for t, _, n, _ in STAGES for _ in range(n)]}
+    presets = {"mobilefacenet": [f"k3_e{t}" for t, stage in zip(PAPER_EXPANSIONS, STAGES) for _ in range(stage.layers)]}
 
     def define(self, input_size: int, in_channels: int, num_outputs: int) -> SpaceDefinition:
+        """The paper's strides at 112 (total 16, a 7x7 final map); small inputs drop the earliest."""
         w = self.options.width_mult
-        strides = face_strides(input_size)
+        stem_stride, strides = layout_strides(STAGES, input_size)
         stem = make_divisible(64 * w)
         body: list = [
-            Fixed(op("conv_bn_act", kernel=3, act="prelu"), in_channels, stem, strides[0]),
+            Fixed(op("conv_bn_act", kernel=3, act="prelu"), in_channels, stem, stem_stride),
             Fixed(op("conv_bn_act", kernel=3, groups=stem, act="prelu"), stem, stem, 1),
         ]
-        ch = stem
-        for (_, out, n, _), stride in zip(STAGES, strides[1:]):
-            out = make_divisible(out * w)
-            for i in range(n):
-                s = stride if i == 0 else 1
-                zero = s == 1 and ch == out
-                body.append(Choice(mbconv_candidates(KERNELS, EXPANSIONS, "prelu", zero), ch, out, s))
-                ch = out
+        layers, ch = build_stages(stem, STAGES, strides, w,
+                                  choice_of(lambda keep: mbconv_candidates(KERNELS, EXPANSIONS, "prelu", keep)))
         last = make_divisible(512 * w)
-        body += [
+        body += layers + [
             Fixed(op("conv_bn_act", kernel=1, act="prelu"), ch, last),
-            Fixed(op("gdc", kernel=final_map_size(input_size, strides)), last, last),
+            Fixed(op("gdc", kernel=final_map_size(input_size, [stem_stride, *strides])), last, last),
             Fixed(op("embedding"), last, num_outputs),
         ]
         return SpaceDefinition("mobilefacenet", input_size, in_channels, num_outputs, tuple(body))

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from osnas.registry import register
 from osnas.search_spaces.base import SearchSpace, SpaceDefinition
-from osnas.search_spaces.macro import adapt_strides, make_divisible
-from osnas.search_spaces.proxylessnas import mbconv_candidates, mobilenet_stem
-from osnas.search_spaces.templates import ScalableOptions, classifier_head, searchable_stages
+from osnas.search_spaces.macro import make_divisible
+from osnas.search_spaces.proxylessnas import mbconv_candidates
+from osnas.search_spaces.stages import (ScalableOptions, Stage, build_stages, choice_of, classifier_head,
+                                        layout_strides, mobilenet_stem)
 
-# (out channels, blocks, stride) of the searchable stages, ImageNet layout
-STAGES = [(24, 2, 2), (32, 3, 2), (64, 4, 2), (96, 3, 1), (160, 3, 2), (320, 1, 1)]
+# the searchable stages, ImageNet layout
+STAGES = [Stage(24, 2, 2), Stage(32, 3, 2), Stage(64, 4, 2), Stage(96, 3, 1), Stage(160, 3, 2), Stage(320, 1, 1)]
 KERNELS = (3, 5, 7)
 EXPANSIONS = (1, 3, 6)
 
@@ -31,12 +32,10 @@ class MobileNetV2(SearchSpace):
 
     def define(self, input_size: int, in_channels: int, num_outputs: int) -> SpaceDefinition:
         w = self.options.width_mult
-        strides = adapt_strides([2] + [s for _, _, s in STAGES], input_size)
-        body, ch = mobilenet_stem(in_channels, w, strides[0])
-        layers, ch = searchable_stages(
-            ch, [(c, n) for c, n, _ in STAGES], strides[1:], w,
-            lambda keep: mbconv_candidates(KERNELS, EXPANSIONS, "relu6", keep),
-        )
+        stem_stride, strides = layout_strides(STAGES, input_size)
+        body, ch = mobilenet_stem(in_channels, w, stem_stride)
+        layers, ch = build_stages(ch, STAGES, strides, w,
+                                  choice_of(lambda keep: mbconv_candidates(KERNELS, EXPANSIONS, "relu6", keep)))
         body += layers + classifier_head(ch, make_divisible(1280 * max(w, 1.0)), num_outputs, "relu6",
                                          self.options.dropout)
         return SpaceDefinition("mobilenetv2", input_size, in_channels, num_outputs, tuple(body))

@@ -14,12 +14,13 @@ from typing import Optional
 from pydantic import Field, PositiveInt
 
 from osnas.registry import register
-from osnas.search_spaces.base import Fixed, SearchSpace, SpaceDefinition, op
-from osnas.search_spaces.macro import adapt_strides, make_divisible
-from osnas.search_spaces.templates import ScalableOptions, classifier_head, searchable_stages
+from osnas.search_spaces.base import SearchSpace, SpaceDefinition, op
+from osnas.search_spaces.macro import make_divisible
+from osnas.search_spaces.stages import (ScalableOptions, Stage, build_stages, choice_of, classifier_head,
+                                        layout_strides, mobilenet_stem)
 
-# (layers, stride) of the searchable stages, ImageNet layout
-STAGES = [(4, 2), (4, 2), (4, 2), (4, 1), (4, 2), (1, 1)]
+# the searchable stages, ImageNet layout (the widths are the option stage_widths' defaults)
+STAGES = [Stage(32, 4, 2), Stage(40, 4, 2), Stage(80, 4, 2), Stage(96, 4, 1), Stage(192, 4, 2), Stage(320, 1, 1)]
 KERNELS = (3, 5, 7)
 EXPANSIONS = (3, 6)
 
@@ -29,15 +30,6 @@ def mbconv_candidates(kernels: tuple[int, ...], expansions: tuple[int, ...], act
     if with_zero:
         cands.append(op("skip", "zero"))
     return tuple(cands)
-
-
-def mobilenet_stem(in_channels: int, width_mult: float, stride: int) -> tuple[list, int]:
-    """3x3 conv 32 and the fixed MBConv k3 e1 to 16 channels that start MobileNetV2 and ProxylessNAS."""
-    stem_ch, first_ch = make_divisible(32 * width_mult), make_divisible(16 * width_mult)
-    return [
-        Fixed(op("conv_bn_act", kernel=3, act="relu6"), in_channels, stem_ch, stride),
-        Fixed(op("mbconv", kernel=3, expansion=1, act="relu6"), stem_ch, first_ch, 1),
-    ], first_ch
 
 
 class ProxylessOptions(ScalableOptions):
@@ -68,14 +60,13 @@ class ProxylessNAS(SearchSpace):
     }
 
     def define(self, input_size: int, in_channels: int, num_outputs: int) -> SpaceDefinition:
-        w = self.options.width_mult
-        strides = adapt_strides([2] + [s for _, s in STAGES], input_size)
-        body, ch = mobilenet_stem(in_channels, w, strides[0])
-        cap = self.options.max_blocks_per_stage
-        stages = [(width, min(n, cap or n)) for width, (n, _) in zip(self.options.stage_widths, STAGES)]
-        layers, ch = searchable_stages(
-            ch, stages, strides[1:], w, lambda keep: mbconv_candidates(KERNELS, EXPANSIONS, "relu6", keep)
-        )
+        w, cap = self.options.width_mult, self.options.max_blocks_per_stage
+        table = [Stage(width, min(s.layers, cap or s.layers), s.stride)
+                 for width, s in zip(self.options.stage_widths, STAGES)]
+        stem_stride, strides = layout_strides(table, input_size)
+        body, ch = mobilenet_stem(in_channels, w, stem_stride)
+        layers, ch = build_stages(ch, table, strides, w,
+                                  choice_of(lambda keep: mbconv_candidates(KERNELS, EXPANSIONS, "relu6", keep)))
         body += layers + classifier_head(ch, make_divisible(1280 * max(w, 1.0)), num_outputs, "relu6",
                                          self.options.dropout)
         return SpaceDefinition("proxylessnas", input_size, in_channels, num_outputs, tuple(body))

@@ -28,14 +28,15 @@ from pydantic import Field
 
 from osnas.errors import ArchitectureError
 from osnas.registry import register
-from osnas.search_spaces.base import Fixed, Item, Measure, MinActive, SearchSpace, SearchSpaceOptions, SpaceDefinition, op
+from osnas.search_spaces.base import Item, Measure, MinActive, SearchSpace, SearchSpaceOptions, SpaceDefinition
 from osnas.search_spaces.blocks import activation_for, conv_bn
-from osnas.search_spaces.macro import adapt_strides, make_divisible
+from osnas.search_spaces.macro import make_divisible
+from osnas.search_spaces.stages import Stage, build_stages, classifier_head, layout_strides, mobilenet_stem
 
 SLOTS = 6
 KERNELS = (3, 5, 7)
-# (out channels, layers, stride) of the 19 searchable layers, ImageNet layout (official release config)
-STAGES = [(32, 2, 2), (40, 4, 2), (80, 4, 2), (96, 4, 1), (192, 4, 2), (320, 1, 1)]
+# the stages of the 19 searchable layers, ImageNet layout (official release config)
+STAGES = [Stage(32, 2, 2), Stage(40, 4, 2), Stage(80, 4, 2), Stage(96, 4, 1), Stage(192, 4, 2), Stage(320, 1, 1)]
 
 
 @dataclass(frozen=True)
@@ -178,25 +179,19 @@ class SGNAS(SearchSpace):
 
     def define(self, input_size: int, in_channels: int, num_outputs: int) -> SpaceDefinition:
         w = self.options.width_mult
-        strides = adapt_strides([2] + [s for _, _, s in STAGES], input_size)
-        stem, first = make_divisible(32 * w), make_divisible(16 * w)
-        body: list[Item] = [
-            Fixed(op("conv_bn_act", kernel=3, act="relu6"), in_channels, stem, strides[0]),
-            Fixed(op("mbconv", kernel=3, expansion=1, act="relu6"), stem, first, 1),
-        ]
-        rules: list[MinActive] = []
-        ch, entry = first, 0
-        for (out, n, _), stride in zip(STAGES, strides[1:]):
-            out = make_divisible(out * w)
-            for i in range(n):
-                layer = UnifiedBlock(ch, out, stride if i == 0 else 1)
-                rules.append(MinActive(tuple(range(entry, entry + layer.slots)), layer.zero, self.options.min_expansion))
-                body.append(layer)
-                ch, entry = out, entry + layer.slots
-        last = make_divisible(1280 * max(w, 1.0))
-        body += [
-            Fixed(op("conv_bn_act", kernel=1, act="relu6"), ch, last),
-            Fixed(op("global_pool"), last, last),
-            Fixed(op("linear", dropout=self.options.dropout), last, num_outputs),
-        ]
-        return SpaceDefinition("sgnas", input_size, in_channels, num_outputs, tuple(body), tuple(rules))
+        stem_stride, strides = layout_strides(STAGES, input_size)
+        body, ch = mobilenet_stem(in_channels, w, stem_stride)
+        layers, ch = build_stages(ch, STAGES, strides, w, lambda at: UnifiedBlock(at.in_ch, at.out_ch, at.stride))
+        body += layers + classifier_head(ch, make_divisible(1280 * max(w, 1.0)), num_outputs, "relu6",
+                                         self.options.dropout)
+        return SpaceDefinition("sgnas", input_size, in_channels, num_outputs, tuple(body), self.rules(body))
+
+    def rules(self, body: Sequence[Item]) -> tuple[MinActive, ...]:
+        """At least ``min_expansion`` non-zero sub-blocks in every unified block."""
+        rules, entry = [], 0
+        for item in body:
+            count = len(item.entries())
+            if isinstance(item, UnifiedBlock):
+                rules.append(MinActive(tuple(range(entry, entry + count)), item.zero, self.options.min_expansion))
+            entry += count
+        return tuple(rules)

@@ -12,11 +12,11 @@ from __future__ import annotations
 from osnas.registry import register
 from osnas.search_spaces import blocks_shufflenet  # noqa: F401  (registers the ShuffleNetV2 block kinds)
 from osnas.search_spaces.base import Fixed, SearchSpace, SpaceDefinition, op
-from osnas.search_spaces.macro import adapt_strides, make_divisible
-from osnas.search_spaces.templates import ScalableOptions, classifier_head, searchable_stages
+from osnas.search_spaces.macro import make_divisible
+from osnas.search_spaces.stages import ScalableOptions, Stage, build_stages, choice_of, classifier_head, layout_strides
 
-# (out channels, units) of the searchable stages at 1.0x; every stage starts with a stride-2 unit
-STAGES = [(64, 4), (160, 4), (320, 8), (640, 4)]
+# the searchable stages at 1.0x; every stage starts with a stride-2 unit
+STAGES = [Stage(64, 4, 2), Stage(160, 4, 2), Stage(320, 8, 2), Stage(640, 4, 2)]
 # candidate order = the official SPOS indices (0: Shuffle3x3, 1: Shuffle5x5, 2: Shuffle7x7, 3: Xception)
 CANDIDATES = (
     op("shufflenet", "shuffle3", kernel=3),
@@ -39,10 +39,10 @@ class SPOS(SearchSpace):
 
     def define(self, input_size: int, in_channels: int, num_outputs: int) -> SpaceDefinition:
         w = self.options.width_mult
-        strides = adapt_strides([2] * (1 + len(STAGES)), input_size)
+        stem_stride, strides = layout_strides(STAGES, input_size)
         ch = make_divisible(16 * w)
-        body: list = [Fixed(op("conv_bn_act", kernel=3, act="relu"), in_channels, ch, strides[0])]
-        layers, ch = searchable_stages(ch, STAGES, strides[1:], w, lambda keep: CANDIDATES)
+        body: list = [Fixed(op("conv_bn_act", kernel=3, act="relu"), in_channels, ch, stem_stride)]
+        layers, ch = build_stages(ch, STAGES, strides, w, choice_of(lambda keep: CANDIDATES))
         body += layers + classifier_head(ch, make_divisible(1024 * max(w, 1.0)), num_outputs, "relu",
                                          self.options.dropout)
         return SpaceDefinition("spos", input_size, in_channels, num_outputs, tuple(body))

@@ -25,22 +25,21 @@ architecture for the constraint (its max, or the midpoint of [min, max]).
 from __future__ import annotations
 
 import copy
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
 import torch.nn as nn
 from pydantic import PositiveFloat, PositiveInt, model_validator
 
+from osnas.config import ComponentOptions
 from osnas.constraint import UNIT_NAMES, Constraint
 from osnas.errors import OsnasError
 from osnas.registry import register
-from osnas.run_dir import atomic_torch_save
 from osnas.search_spaces.base import SpaceDefinition
-from osnas.search_spaces.supernet import Supernet
-from osnas.search_strategies.base import History, SearchContext, SearchResult, SearchStrategy, SearchStrategyOptions
+from osnas.search_strategies.base import (SearchContext, SearchResult, SearchStrategy, SearchStrategyOptions,
+                                          SupernetScorer)
 
 GENERATOR_FILE = "generator.pt"
 MASKED = -1e9  # logit of a candidate that does not exist in an entry
@@ -109,29 +108,6 @@ def straight_through_sample(logits: torch.Tensor, tau: float, generator: torch.G
     return hard - soft.detach() + soft, hard
 
 
-@contextmanager
-def frozen(supernet: Supernet) -> Iterator[None]:
-    """Supernet weights fixed, BN on batch statistics; parameters, modes and BN buffers restored afterwards."""
-    flags = [(p, p.requires_grad) for p in supernet.parameters()]
-    buffers = {name: b.clone() for name, b in supernet.named_buffers()}
-    was_training = supernet.training
-    supernet.eval()
-    for module in supernet.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.train()
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
-        with torch.no_grad():
-            for name, b in supernet.named_buffers():
-                b.copy_(buffers[name])
-        supernet.train(was_training)
-
-
 def target_range(options: GeneratorOptions, constraint: Constraint, bounds: tuple[float, float]) -> tuple[float, float]:
     """Training targets: the options, else the achievable range less 5% at each end, widened to the search target."""
     lo, hi = bounds
@@ -166,12 +142,18 @@ class ArchitectureGeneratorSearch(SearchStrategy):
 
     Options = GeneratorOptions
 
+    def __init__(self, options: ComponentOptions) -> None:
+        super().__init__(options)
+        self.iteration = 0
+        self.training: dict[str, Any] | None = None  # generator, optimizer and noise states; None: not started
+
     def search(self, context: SearchContext) -> SearchResult:
         """Train (resumable every ``save_every`` iterations), generate for the constraint, score, save generator.pt."""
-        opts, constraint, definition = self.options, context.constraint, context.definition
-        supernet, agent = context.evaluator.supernet, context.evaluator.agent
-        batches = context.evaluator.bn_data
-        if not batches:
+        opts, constraint, definition, evaluator = self.options, context.constraint, context.definition, context.evaluator
+        if not isinstance(evaluator, SupernetScorer):
+            raise OsnasError("search_strategy architecture_generator trains on the supernet; this evaluator "
+                             f"({type(evaluator).__name__}) cannot run it")
+        if not evaluator.num_train_batches:
             raise OsnasError("search_strategy architecture_generator trains on the evaluator's training batches; "
                              "set evaluation.bn_batches >= 1")
         bounds = context.lut.bounds(constraint.metric, definition)
@@ -179,27 +161,22 @@ class ArchitectureGeneratorSearch(SearchStrategy):
         if not low < high:
             raise OsnasError(f"search_strategy: target_min ({low:g}) must be below target_max ({high:g}); the space "
                              f"costs {bounds[0]:.4g} to {bounds[1]:.4g} {UNIT_NAMES[constraint.metric]}")
-        device = next(supernet.parameters()).device
+        # the seeds are drawn before a restored rng state is applied, as in the uninterrupted search
         noise = torch.Generator().manual_seed(int(context.rng.integers(2**62)))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(context.rng.integers(2**62)))
-            model = ArchitectureGenerator(definition.choice_mask, bounds, opts.hidden).to(device)
+            model = ArchitectureGenerator(definition.choice_mask, bounds, opts.hidden).to(evaluator.device)
         optimizer = torch.optim.Adam(model.parameters(), lr=opts.lr)
-        history = History(context)
-        iteration = 0
-        if context.resume_state:
-            state = context.resume_state
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            noise.set_state(state["noise"])
-            context.rng.bit_generator.state = state["rng"]
-            iteration = state["iteration"]
-        with frozen(supernet):
-            while iteration < opts.iterations:
+        history = self.begin(context)
+        if self.training is not None:
+            model.load_state_dict(self.training["model"])
+            optimizer.load_state_dict(self.training["optimizer"])
+            noise.set_state(self.training["noise"])
+        with evaluator.frozen():
+            while self.iteration < opts.iterations:
                 targets = context.rng.uniform(low, high, size=opts.cost_targets)
                 weights, hard = straight_through_sample(model(targets), opts.tau, noise)
-                x, y = batches[iteration % len(batches)]
-                task = agent.loss(supernet(x, weights[0], active=hard[0].bool().cpu().numpy()), y)
+                task = evaluator.mixed_loss(weights[0], hard[0].bool().cpu().numpy(), self.iteration)
                 costs = torch.stack([context.lut.expected_cost(w, constraint.metric) for w in weights])
                 goals = torch.as_tensor(targets, dtype=costs.dtype, device=costs.device)
                 error = ((costs - goals).abs() / goals).mean()
@@ -207,13 +184,14 @@ class ArchitectureGeneratorSearch(SearchStrategy):
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                iteration += 1
-                if iteration % opts.save_every == 0 or iteration == opts.iterations:
-                    context.log({"phase": "generator", "iteration": iteration, "task_loss": float(task.detach()),
-                                 "cost_error": float(error.detach())})
-                    context.save_state(copy.deepcopy({  # a snapshot: state_dict() hands out the live tensors
-                        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "noise": noise.get_state(),
-                        "rng": context.rng.bit_generator.state, "iteration": iteration}))
+                self.iteration += 1
+                if self.iteration % opts.save_every == 0 or self.iteration == opts.iterations:
+                    context.log({"phase": "generator", "iteration": self.iteration,
+                                 "task_loss": float(task.detach()), "cost_error": float(error.detach())})
+                    # a snapshot: state_dict() hands out the live tensors
+                    self.training = copy.deepcopy({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                                   "noise": noise.get_state()})
+                    self.checkpoint()
         model.eval()
         goal = search_target(constraint, bounds)
         with torch.no_grad():
@@ -223,13 +201,20 @@ class ArchitectureGeneratorSearch(SearchStrategy):
         if repaired:
             arch = constraint.repair(arch, context.rng, preference=logits.cpu().double().numpy())
         history.evaluate(arch[None], target=goal)
-        info = {"target": goal, "target_range": [low, high], "iterations": iteration,
-                "generated_cost": float(constraint.cost(arch))}
-        if context.run_dir is not None:
-            path = Path(context.run_dir) / GENERATOR_FILE
-            atomic_torch_save(path, {"model": {k: v.cpu() for k, v in model.state_dict().items()},
-                                     "bounds": list(bounds), "hidden": opts.hidden, "metric": constraint.metric,
-                                     "target_range": [low, high], "space": definition.name,
-                                     "space_hash": definition.fingerprint()})
+        info: dict[str, Any] = {"target": goal, "target_range": [low, high], "iterations": self.iteration,
+                                "generated_cost": float(constraint.cost(arch))}
+        path = context.save_file(GENERATOR_FILE, {
+            "model": {k: v.cpu() for k, v in model.state_dict().items()}, "bounds": list(bounds),
+            "hidden": opts.hidden, "metric": constraint.metric, "target_range": [low, high],
+            "space": definition.name, "space_hash": definition.fingerprint()})
+        if path is not None:
             info["generator"] = str(path)
         return history.result(repaired=repaired, info=info)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "iteration": self.iteration, "training": self.training}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.iteration = int(state["iteration"])
+        self.training = state["training"]

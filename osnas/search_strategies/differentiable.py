@@ -6,7 +6,8 @@ import numpy as np
 
 from osnas.errors import OsnasError
 from osnas.registry import register
-from osnas.search_strategies.base import History, SearchContext, SearchResult, SearchStrategy, SearchStrategyOptions
+from osnas.search_strategies.base import (LearntArchitecture, SearchContext, SearchResult, SearchStrategy,
+                                          SearchStrategyOptions)
 from osnas.training_strategies.arch_params import ArchStrategy
 
 
@@ -22,33 +23,33 @@ class DifferentiableSearch(SearchStrategy):
     needs_training_strategy = ArchStrategy
 
     def search(self, context: SearchContext) -> SearchResult:
+        """One evaluation: the derived (or repaired) architecture; a resumed search finds it in its history."""
         strategy = context.training_strategy
-        if not isinstance(strategy, ArchStrategy):
-            got = getattr(strategy, "registry_name", type(strategy).__name__)
+        if not isinstance(strategy, LearntArchitecture):
+            got = type(strategy).name if strategy is not None else "none"
             raise OsnasError(
                 f"search_strategy 'differentiable' derives the architecture from learnt architecture parameters, "
                 f"but training_strategy {got!r} has none; set training_strategy to differentiable or proxyless "
                 f"(or pick another search_strategy, e.g. evolution)"
             )
         constraint = context.constraint
+        history = self.begin(context)
         derived = strategy.derive()
         info = {"derived": derived.tolist(), "derived_cost": float(constraint.cost(derived)),
                 "derived_valid": bool(context.definition.valid(derived[None])[0])}
-        arch, repaired = derived, False
-        if not constraint.feasible(derived):
-            if not self.options.repair:
-                raise OsnasError(
-                    f"the derived architecture costs {info['derived_cost']:.4g}, outside {constraint.describe()}"
-                    f"{'' if info['derived_valid'] else ' (and breaks a rule of the space)'}; set "
-                    f"search_strategy.repair: true, or raise training_strategy.penalty_weight"
-                )
-            with np.errstate(divide="ignore"):
-                preference = np.log(strategy.arch_probabilities())
-            arch, repaired = constraint.repair(derived, context.rng, preference=preference), True
-        history = History(context)
-        if context.resume_state:  # the one evaluation was done before the interruption
-            history.load_state_dict(context.resume_state["history"])
-        if not history.records:
+        repaired = not constraint.feasible(derived)
+        if repaired and not self.options.repair:
+            raise OsnasError(
+                f"the derived architecture costs {info['derived_cost']:.4g}, outside {constraint.describe()}"
+                f"{'' if info['derived_valid'] else ' (and breaks a rule of the space)'}; set "
+                f"search_strategy.repair: true, or raise training_strategy.penalty_weight"
+            )
+        if not history.records:  # a resumed search did its one evaluation before the interruption
+            arch = derived
+            if repaired:
+                with np.errstate(divide="ignore"):
+                    preference = np.log(strategy.arch_probabilities())
+                arch = constraint.repair(derived, context.rng, preference=preference)
             history.add(arch, context.evaluator.evaluate(arch), repaired=repaired)
-            context.save_state({"history": history.state_dict()})
+            self.checkpoint()
         return history.result(repaired=repaired, info=info)

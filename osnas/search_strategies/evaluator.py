@@ -8,8 +8,9 @@ cached, so no architecture is evaluated twice.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, contextmanager
 from itertools import islice
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -51,8 +52,35 @@ def recalibrate_bn(forward: Callable[[torch.Tensor], torch.Tensor], norms: list[
             m.train(training)
 
 
+@contextmanager
+def frozen(supernet: Supernet) -> Iterator[None]:
+    """Supernet weights fixed, BN on batch statistics; parameters, modes and BN buffers restored afterwards."""
+    flags = [(p, p.requires_grad) for p in supernet.parameters()]
+    buffers = {name: b.clone() for name, b in supernet.named_buffers()}
+    was_training = supernet.training
+    supernet.eval()
+    for module in supernet.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.train()
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        with torch.no_grad():
+            for name, b in supernet.named_buffers():
+                b.copy_(buffers[name])
+        supernet.train(was_training)
+
+
 class Evaluator:
-    """``evaluate(archs) -> scores`` (higher is better) with BN recalibration and a cache."""
+    """``evaluate(archs) -> scores`` (higher is better) with BN recalibration and a cache.
+
+    It is also the search's :class:`~osnas.search_strategies.base.SupernetScorer`: the
+    frozen supernet as a differentiable loss of mixing weights on its training batches.
+    """
 
     def __init__(
         self,
@@ -102,6 +130,22 @@ class Evaluator:
         """Scores of an (N, L) batch (or one (L,) vector) of architectures."""
         archs = np.atleast_2d(np.asarray(archs, dtype=np.int64))
         return np.array([self.score(a) for a in archs], dtype=np.float64)
+
+    # --------------------------------------------------------- SupernetScorer: training on the frozen supernet
+    @property
+    def num_train_batches(self) -> int:
+        return len(self.bn_data)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.supernet.parameters()).device
+
+    def frozen(self) -> AbstractContextManager[None]:
+        return frozen(self.supernet)
+
+    def mixed_loss(self, weights: torch.Tensor, active: np.ndarray, step: int) -> torch.Tensor:
+        x, y = self.bn_data[step % len(self.bn_data)]
+        return self.agent.loss(self.supernet(x, weights, active=active), y)
 
     def state_dict(self) -> dict[str, object]:
         return {"cache": [[list(k), v] for k, v in self.cache.items()]}

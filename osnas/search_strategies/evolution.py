@@ -6,9 +6,8 @@ import numpy as np
 from pydantic import Field, PositiveInt, model_validator
 
 from osnas.registry import register
-from osnas.search_strategies.base import (History, SearchContext, SearchResult, SearchStrategy, SearchStrategyOptions,
-                                          arch_key)
-from osnas.search_strategies.operators import crossover, feasible_child, mutate, unique
+from osnas.search_strategies.base import SearchContext, SearchResult, SearchStrategyOptions, arch_key
+from osnas.search_strategies.operators import GenerationalSearch, crossover, feasible_child, mutate
 
 
 class EvolutionOptions(SearchStrategyOptions):
@@ -27,7 +26,7 @@ class EvolutionOptions(SearchStrategyOptions):
 
 
 @register("search_strategy", "evolution")
-class Evolution(SearchStrategy):
+class Evolution(GenerationalSearch):
     """SPOS evolution: population, top-k parents, crossover + mutation, infeasible children repaired."""
 
     Options = EvolutionOptions
@@ -35,19 +34,18 @@ class Evolution(SearchStrategy):
     def search(self, context: SearchContext) -> SearchResult:
         """``generations`` populations are scored; the state is saved before each new one is."""
         opts = self.options
-        history = History(context)
-        generation, population, _ = history.resume_generation(
-            lambda: unique(context.constraint.sample_feasible(context.rng, opts.population)))
+        history = self.begin(context)
+        population = self.first_population(context, opts.population)
         while True:
-            history.evaluate(population, generation=generation)
-            generation += 1
-            if generation >= opts.generations:
+            history.evaluate(population, generation=self.generation)
+            self.generation += 1
+            if self.generation >= opts.generations:
                 break
             ranked = sorted(history.scores.items(), key=lambda kv: -kv[1])
             parents = np.array([k for k, _ in ranked[: opts.top_k]], dtype=np.int64)
-            population = self._next_population(context, parents, set(history.scores))
-            history.save(generation=generation, population=population.tolist())
-        return history.result(info={"generations": generation})
+            population = self.population = self._next_population(context, parents, set(history.scores))
+            self.checkpoint()
+        return history.result(info={"generations": self.generation})
 
     def _next_population(self, context: SearchContext, parents: np.ndarray, seen: set) -> np.ndarray:
         """``population`` new feasible children: the first ``crossover_fraction`` by crossover, the rest by mutation."""

@@ -8,9 +8,8 @@ import numpy as np
 from pydantic import Field, PositiveInt
 
 from osnas.registry import register
-from osnas.search_strategies.base import (History, SearchContext, SearchResult, SearchStrategy, SearchStrategyOptions,
-                                          arch_key)
-from osnas.search_strategies.operators import crossover, feasible_child, mutate, unique
+from osnas.search_strategies.base import History, SearchContext, SearchResult, SearchStrategyOptions, arch_key
+from osnas.search_strategies.operators import GenerationalSearch, crossover, feasible_child, mutate, unique
 
 
 class NSGA2Options(SearchStrategyOptions):
@@ -68,46 +67,44 @@ def rank_and_crowd(objectives: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @register("search_strategy", "nsga2")
-class NSGA2(SearchStrategy):
+class NSGA2(GenerationalSearch):
     """NSGA-II: Pareto front of supernet accuracy vs. cost within the constraint; best = most accurate on it."""
 
     Options = NSGA2Options
 
     def search(self, context: SearchContext) -> SearchResult:
         """``generations`` rounds of ``population`` feasible children; the state is saved after each round."""
-        opts, rng = self.options, context.rng
-        history = History(context)
-        generation, population, resumed = history.resume_generation(
-            lambda: unique(context.constraint.sample_feasible(rng, opts.population)))
-        if not resumed:
-            history.evaluate(population, generation=0)
-        while generation < opts.generations:
+        opts = self.options
+        history = self.begin(context)
+        population = self.first_population(context, opts.population)
+        history.evaluate(population, generation=0)  # scored already when resumed: then nothing is evaluated
+        while self.generation < opts.generations:
             offspring = self._offspring(context, population, history)
-            generation += 1
-            history.evaluate(offspring, generation=generation)
+            self.generation += 1
+            history.evaluate(offspring, generation=self.generation)
             combined = unique(np.concatenate([population, offspring]))
-            ranks, crowd = rank_and_crowd(self._objectives(history, combined))
-            population = combined[np.lexsort((-crowd, ranks))[: opts.population]]
-            history.save(generation=generation, population=population.tolist())
-        objectives = self._objectives(history, population)
+            ranks, crowd = rank_and_crowd(self._objectives(context, history, combined))
+            population = self.population = combined[np.lexsort((-crowd, ranks))[: opts.population]]
+            self.checkpoint()
+        objectives = self._objectives(context, history, population)
         front = population[non_dominated_ranks(objectives) == 0]
         front = front[np.argsort(context.constraint.cost(front), kind="stable")]
         scores = np.array([history.scores[arch_key(a)] for a in front])
         best = int(np.argmax(scores))
         pareto = [self._entry(context, arch, score) for arch, score in zip(front, scores)]
         return SearchResult(front[best].copy(), float(scores[best]), history.records, pareto=pareto,
-                            info={"generations": generation, "pareto_size": len(pareto)})
+                            info={"generations": self.generation, "pareto_size": len(pareto)})
 
     @staticmethod
-    def _objectives(history: History, archs: np.ndarray) -> np.ndarray:
+    def _objectives(context: SearchContext, history: History, archs: np.ndarray) -> np.ndarray:
         """(N, 2) minimised objectives: negative score and constraint-metric cost."""
         scores = np.array([history.scores[arch_key(a)] for a in archs])
-        return np.stack([-scores, history.context.constraint.cost(archs)], axis=1)
+        return np.stack([-scores, context.constraint.cost(archs)], axis=1)
 
     def _offspring(self, context: SearchContext, population: np.ndarray, history: History) -> np.ndarray:
         """Binary tournaments (rank, then crowding), crossover and mutation; feasible unseen children."""
         opts, rng, choices = self.options, context.rng, context.definition.choices
-        ranks, crowd = rank_and_crowd(self._objectives(history, population))
+        ranks, crowd = rank_and_crowd(self._objectives(context, history, population))
 
         def tournament() -> np.ndarray:
             i, j = rng.integers(len(population), size=2)

@@ -1,13 +1,15 @@
-"""Variation operators shared by the evolutionary strategies; every child they hand out is feasible."""
+"""What the evolutionary strategies share: variation operators (every child they hand out is feasible)
+and the resumable state of a generational search."""
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
+from osnas.config import ComponentOptions
 from osnas.errors import InfeasibleConstraintError
-from osnas.search_strategies.base import SearchContext, arch_key
+from osnas.search_strategies.base import SearchContext, SearchStrategy, arch_key
 
 Key = tuple[int, ...]
 
@@ -57,3 +59,27 @@ def feasible_child(context: SearchContext, propose: Callable[[], np.ndarray], se
         if arch_key(child) not in seen:
             return child
     return constraint.sample_feasible(context.rng, 1)[0]
+
+
+class GenerationalSearch(SearchStrategy):
+    """A search that moves a population from generation to generation; both are its resumable progress."""
+
+    def __init__(self, options: ComponentOptions) -> None:
+        super().__init__(options)
+        self.generation = 0
+        self.population: np.ndarray | None = None  # None: not drawn yet
+
+    def first_population(self, context: SearchContext, size: int) -> np.ndarray:
+        """The restored population, else ``size`` distinct feasible random architectures."""
+        if self.population is None:
+            self.population = unique(context.constraint.sample_feasible(context.rng, size))
+        return self.population
+
+    def state_dict(self) -> dict[str, Any]:
+        population = None if self.population is None else self.population.tolist()
+        return {**super().state_dict(), "generation": self.generation, "population": population}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.generation = int(state["generation"])
+        self.population = None if state["population"] is None else np.asarray(state["population"], dtype=np.int64)

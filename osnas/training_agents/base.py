@@ -7,12 +7,12 @@ network's outputs and ``evaluate`` with a forward function and a loader.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Callable, ClassVar
+from typing import Callable, ClassVar, Literal
 
 import torch
-import torch.nn as nn
 
 from osnas.config import ComponentOptions
+from osnas.criteria.base import Criterion
 from osnas.dataflows.base import Loader
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
@@ -25,10 +25,13 @@ class TrainingAgentOptions(ComponentOptions):
 class TrainingAgent(ABC):
     """A task: what the network outputs, how it is scored."""
 
+    name: ClassVar[str]  # the registered name, set by @register
     Options: ClassVar[type[ComponentOptions]] = TrainingAgentOptions
     selection_metric: ClassVar[str] = "top1"
+    # what the criterion must train on (its ``expects``): class logits or embeddings
+    expects: ClassVar[Literal["logits", "embeddings"]] = "logits"
 
-    def __init__(self, options: ComponentOptions, criterion: nn.Module, num_classes: int) -> None:
+    def __init__(self, options: ComponentOptions, criterion: Criterion, num_classes: int) -> None:
         self.options = options
         self.criterion = criterion
         self.num_classes = num_classes

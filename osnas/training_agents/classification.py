@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 
 from osnas.config import ComponentOptions
+from osnas.criteria.base import Criterion
 from osnas.dataflows.base import Loader
 from osnas.errors import ConfigError
 from osnas.registry import register
@@ -18,10 +18,10 @@ class Classification(TrainingAgent):
 
     selection_metric = "top1"
 
-    def __init__(self, options: ComponentOptions, criterion: nn.Module, num_classes: int) -> None:
+    def __init__(self, options: ComponentOptions, criterion: Criterion, num_classes: int) -> None:
         super().__init__(options, criterion, num_classes)
-        if getattr(criterion, "expects", "logits") != "logits":
-            raise ConfigError(f"criterion {getattr(criterion, 'registry_name', type(criterion).__name__)!r} trains "
+        if criterion.expects != self.expects:
+            raise ConfigError(f"criterion {criterion.name!r} trains "
                               "embeddings; task classification needs class logits (cross_entropy, focal); "
                               "embedding criteria go with task face_recognition")
 

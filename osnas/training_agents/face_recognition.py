@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from pydantic import Field, PositiveInt
 
 from osnas.config import ComponentOptions
+from osnas.criteria.base import Criterion
 from osnas.dataflows.base import Loader
 from osnas.errors import ConfigError, DataError
 from osnas.registry import register
@@ -61,11 +62,12 @@ class FaceRecognition(TrainingAgent):
 
     Options = FaceRecognitionOptions
     selection_metric = "verification_accuracy"
+    expects = "embeddings"
 
-    def __init__(self, options: ComponentOptions, criterion: nn.Module, num_classes: int) -> None:
+    def __init__(self, options: ComponentOptions, criterion: Criterion, num_classes: int) -> None:
         super().__init__(options, criterion, num_classes)
-        if getattr(criterion, "expects", "logits") != "embeddings":
-            raise ConfigError(f"criterion {getattr(criterion, 'registry_name', type(criterion).__name__)!r} needs "
+        if criterion.expects != self.expects:
+            raise ConfigError(f"criterion {criterion.name!r} needs "
                               "class logits; task face_recognition trains embeddings: use arcface, cosface or triplet")
 
     @classmethod

@@ -56,6 +56,7 @@ class TrainingContext:
 class TrainingStrategy(ABC):
     """Decides what one supernet training step trains."""
 
+    name: ClassVar[str]  # the registered name, set by @register
     Options: ClassVar[type[ComponentOptions]] = TrainingStrategyOptions
 
     def __init__(self, options: ComponentOptions, context: TrainingContext) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from osnas.dataflows.base import Dataflow
@@ -35,7 +37,8 @@ def check_attributes(s: Subject) -> str:
 
 
 @rule("dataflow", "every split yields len(loader) batches of float (B, C, S, S) images and int64 (B,) labels in "
-                  "0..num_classes-1 on the device, B <= batch_size")
+                  "0..num_classes-1 on the device, B <= batch_size (a verification split: 2B images of B pairs "
+                  "and bool (B,) same-identity labels)")
 def check_batches(s: Subject) -> str:
     d = data(s)
     loaders = splits(d)
@@ -52,25 +55,41 @@ def check_batches(s: Subject) -> str:
 
 
 def check_batch(d: Dataflow, split: str, batch_size: int, x: Any, y: Any) -> None:
+    """Images (B, C, S, S) with int64 (B,) labels, or a verification batch: the 2B images of B pairs (first
+    images, then their partners) with bool (B,) same-identity labels."""
     image_shape = (d.in_channels, d.input_size, d.input_size)
+    pairs = isinstance(y, torch.Tensor) and y.dtype == torch.bool
+    per_label = 2 if pairs else 1
     if (not isinstance(x, torch.Tensor) or not x.is_floating_point() or tuple(x.shape[1:]) != image_shape
-            or not 0 < x.shape[0] <= batch_size):
+            or not 0 < x.shape[0] <= per_label * batch_size or x.shape[0] % per_label):
+        expected = f"2B, {', '.join(map(str, image_shape))}) for B pairs" if pairs else \
+            f"B, {', '.join(map(str, image_shape))})"
         raise Broken(f"{split}: a batch of images is {shape(x)} {getattr(x, 'dtype', '')}; expected float "
-                     f"(B, {', '.join(map(str, image_shape))}) with B <= {batch_size}")
-    if not isinstance(y, torch.Tensor) or y.dtype != torch.int64 or tuple(y.shape) != (x.shape[0],):
+                     f"({expected} with B <= {batch_size}")
+    if pairs:
+        if tuple(y.shape) != (x.shape[0] // 2,):
+            raise Broken(f"{split}: a batch of pair labels is {shape(y)}; expected bool ({x.shape[0] // 2},)")
+    elif not isinstance(y, torch.Tensor) or y.dtype != torch.int64 or tuple(y.shape) != (x.shape[0],):
         raise Broken(f"{split}: a batch of labels is {shape(y)} {getattr(y, 'dtype', '')}; expected int64 "
                      f"({x.shape[0]},)")
-    if y.min() < 0 or y.max() >= d.num_classes:
+    elif y.min() < 0 or y.max() >= d.num_classes:
         raise Broken(f"{split}: a label is outside 0..{d.num_classes - 1}")
     if x.device != d.device or y.device != d.device:
         raise Broken(f"{split}: batches are on {x.device}, not on the dataflow's device {d.device}")
 
 
-def rows(loader: Any) -> set[bytes]:
+def rows(loader: Any) -> set[bytes] | set[str]:
+    """What identifies each sample: its pixels (an in-memory loader's ``.images``) or its files (a folder
+    loader's ``.dataset.root`` and ``.rel``)."""
     images = getattr(loader, "images", None)
-    if not isinstance(images, torch.Tensor):
-        raise Skipped("the loaders expose no .images tensor (TensorLoader does), so sample overlap is not checked")
-    return {row.numpy().tobytes() for row in images.detach().cpu().reshape(images.shape[0], -1)}
+    if isinstance(images, torch.Tensor):
+        return {row.numpy().tobytes() for row in images.detach().cpu().reshape(images.shape[0], -1)}
+    dataset = getattr(loader, "dataset", None)
+    files = getattr(dataset, "rel", None)
+    if isinstance(files, np.ndarray):
+        return {str(Path(dataset.root) / str(f)) for f in files.reshape(-1)}
+    raise Skipped("the loaders expose neither an .images tensor (TensorLoader) nor their files (.dataset.root and "
+                  ".dataset.rel, as FolderLoader does), so sample overlap is not checked")
 
 
 @rule("dataflow", "validation shares no sample with search training, nor test with final training")

@@ -1,4 +1,5 @@
-"""Training-agent rules, with cross-entropy and a fixed linear model on random 8x8 images."""
+"""Training-agent rules, with a criterion of the task's kind (cross-entropy for logits) and a fixed linear model
+on random 8x8 images."""
 
 from __future__ import annotations
 
@@ -20,9 +21,9 @@ def check_output_dim(s: Subject) -> str:
 
 
 def agent_with_model(s: Subject) -> tuple[TrainingAgent, nn.Module]:
-    """The agent with cross-entropy, and a fixed linear model from probe images to its output width."""
+    """The agent with a criterion it trains with, and a fixed linear model from probe images to its output width."""
     dim = s.cls.output_dim(s.options, probes.CLASSES)
-    agent = s.cls(s.options, probes.cross_entropy(dim), probes.CLASSES)
+    agent = s.cls(s.options, probes.criterion_for(s.cls.expects, dim), probes.CLASSES)
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(probes.CHANNELS * probes.SIZE ** 2, dim))
     return agent, model
