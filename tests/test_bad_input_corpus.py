@@ -251,8 +251,7 @@ def test_corpus_covers_every_command():
 
 @pytest.mark.parametrize("source", [
     pytest.param("raise RuntimeError('broken on purpose')\n", id="raises"),
-    pytest.param("def oops(:\n", id="syntax-error",
-                 marks=pytest.mark.xfail(strict=True, reason="fixed by structure (names the plugin's own file)")),
+    pytest.param("def oops(:\n", id="syntax-error"),
 ])
 def test_warning_quotes_a_plugin_path_verbatim(source, tmp_path, monkeypatch, capsys):
     """A plugin that fails to import is a warning naming its file; markup-like text in the path survives."""
