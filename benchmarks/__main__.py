@@ -1,8 +1,16 @@
-"""Run the benchmark suite: ``python -m benchmarks [--device cuda] [--quick] [--only overhead cost] [--spaces S ...] [--record]``."""
+"""Run the benchmark suite: ``python -m benchmarks [--device cuda] [--quick] [--only overhead cost] [--spaces S ...] [--record]``.
+
+``python -m benchmarks --gpu-check [--dry-run] [--wheels DIR] [--report FILE]``: the GPU check (benchmarks/gpu_check.py).
+"""
 
 import argparse
 import sys
 from pathlib import Path
+
+if "--gpu-check" in sys.argv[1:]:  # before importing osnas: the check installs it
+    from benchmarks.gpu_check import main as gpu_check
+
+    sys.exit(gpu_check([a for a in sys.argv[1:] if a != "--gpu-check"]))
 
 from osnas.bench.cli import run
 from osnas.bench import SECTIONS

@@ -25,19 +25,21 @@ from typing import Any, Callable
 
 import numpy as np
 
-from osnas import distributed
+from osnas import artifacts, distributed
 from osnas.agent import MainAgent
-from osnas.config import AuditConfig, Config, read_yaml, validate_config, with_overrides
+from osnas.config import AuditConfig, Config, with_overrides
 from osnas.constraint import Constraint
 from osnas.dataflows.base import Dataflow, Loader
 from osnas.errors import InfeasibleConstraintError, OsnasError
+from osnas.pipeline.evaluate import TestPhase
+from osnas.pipeline.final import FinalPhase
 from osnas.run_dir import RunDir, read_json
 from osnas.search_spaces.supernet import Supernet
 from osnas.search_strategies.base import arch_key
 from osnas.training import DTYPES, compute_in
 
 STATE_FILE = "audit_state.json"
-RESULT_FILE = "audit.json"
+RESULT_FILE = artifacts.AUDIT
 PLOT_FILE = "audit.png"
 VERSION = 1
 
@@ -171,11 +173,9 @@ class SearchSplitData:
 def load_run_supernet(run: RunDir, agent: MainAgent) -> Supernet:
     """The run's trained supernet, checked against its space."""
     comp = agent.setup()
-    if not run.exists("supernet.pt"):
-        raise OsnasError(f"{run.path} has no supernet.pt: the audit needs a run whose supernet phase finished")
-    state = run.load_checkpoint("supernet.pt", ("model",))
-    if state.get("space_hash") != comp.definition.fingerprint():
-        raise OsnasError(f"{run.file('supernet.pt')} does not match the search space of {run.file('config.yaml')}")
+    if not run.exists(artifacts.SUPERNET):
+        raise OsnasError(f"{run.path} has no {artifacts.SUPERNET}: the audit needs a run whose supernet phase finished")
+    state = artifacts.read_supernet(run.file(artifacts.SUPERNET), comp.definition)
     supernet = compute_in(Supernet(comp.definition).to(agent.device), DTYPES[agent.config.dtype])
     supernet.load_state_dict(state["model"])
     return supernet
@@ -193,17 +193,18 @@ class Audit:
         self.run = run
         self.settings = settings
         self.say = say
-        for name in ("config.yaml", "architecture.json", "supernet.pt"):
+        for name in (artifacts.CONFIG, artifacts.ARCHITECTURE, artifacts.SUPERNET):
             if not run.exists(name):
                 raise OsnasError(f"{run.path} has no {name}: the audit needs a run whose search finished "
                                  "(osnas search --resume it first)")
-        config = validate_config(read_yaml(run.file("config.yaml")), source=str(run.file("config.yaml")))
+        config = artifacts.read_config(run)
         self.epochs = settings.proxy_epochs or config.final.epochs
         self.config: Config = with_overrides(config, [f"final.epochs={self.epochs}", "final.compile=false"])
         if config.lookup_table.cache_dir is None:  # the run's own table, wherever the audit is started from
-            self.config.lookup_table.cache_dir = str(run.path.parent / "lookup_tables")
+            self.config.lookup_table.cache_dir = str(run.path.parent / artifacts.LOOKUP_TABLES)
         self.agent = MainAgent(self.config, quiet=quiet)
-        self.found = self.agent.load_architecture(run.file("architecture.json"))
+        path = run.file(artifacts.ARCHITECTURE)
+        self.found = artifacts.read_architecture(path).vector(self.agent.setup().definition, str(path))
         self.state = self._load_state()
 
     def _settings_record(self) -> dict[str, Any]:
@@ -246,8 +247,8 @@ class Audit:
         ev = self.config.evaluation
         train_loader, val_loader = comp.dataflow.search_split()
         supernet = load_run_supernet(self.run, self.agent)
-        evaluator = distributed.ShardedEvaluator(supernet, comp.agent, train_loader, val_loader, ev.bn_batches,
-                                                 ev.val_batches)
+        evaluator = distributed.ShardedEvaluator(supernet, comp.training_agent, train_loader, val_loader, ev.bn_batches,
+                                                 ev.val_batches, ev.prefix_cache_mb)
         scores = evaluator.evaluate(np.asarray(self.state["archs"], dtype=np.int64))
         self.state["supernet"] = [float(s) for s in scores]
         self._save_state()
@@ -262,14 +263,15 @@ class Audit:
                 continue
             folder = self.run.file("audit") / f"arch-{i:02d}"
             folder.mkdir(parents=True, exist_ok=True)
-            self.agent.run = distributed.rank_view(RunDir(folder))
+            ctx = self.agent.context(distributed.rank_view(RunDir(folder)))
             self.agent.timer.seconds.clear()  # each architecture's metrics count its own seconds
-            _, metrics = self.agent.train_child(np.asarray(arch, dtype=np.int64))
-            score = float(metrics[comp.agent.selection_metric])
+            final = FinalPhase(ctx, np.asarray(arch, dtype=np.int64))
+            final.run()
+            score = float(TestPhase(ctx).metrics(final)[comp.training_agent.selection_metric])
             self.state["standalone"][i] = score
             self._save_state()
             self.say(f"audit: architecture {i + 1}/{total} trained ({self.epochs} epochs): "
-                     f"validation {comp.agent.selection_metric} {score:.4f}, "
+                     f"validation {comp.training_agent.selection_metric} {score:.4f}, "
                      f"supernet score {self.state['supernet'][i]:.4f}")
 
     def result(self) -> dict[str, Any]:
@@ -285,7 +287,7 @@ class Audit:
             "proxy_epochs": self.epochs,
             **rank_agreement(supernet, standalone, self.settings.top_k),
             "top_k": self.settings.top_k,
-            "metric": comp.agent.selection_metric,
+            "metric": comp.training_agent.selection_metric,
             "cost_metric": comp.constraint.metric,
             "found_standalone": float(found_score),
             "found_rank": int(1 + np.sum(standalone > found_score)),

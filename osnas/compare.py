@@ -15,23 +15,22 @@ resumed, so an interrupted comparison continues where it stopped.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
 import io
 import json
-import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 from matplotlib.figure import Figure
 from rich.table import Table
 
-from osnas import distributed, tb
+from osnas import artifacts, distributed
 from osnas.agent import MainAgent
+from osnas.api import Launch
 from osnas.config import Config, load_config, read_yaml, validate_config
 from osnas.errors import OsnasError
 from osnas.registry import REGISTRIES
@@ -98,26 +97,9 @@ def plan(methods: list[Method], seeds: int, out_dir: Path) -> list[RunSpec]:
             data["seed"] = method.config.seed + i
             data["output"] = {"dir": str(out_dir / "runs"), "name": f"{method.name}-seed{data['seed']}"}
             if data["lookup_table"]["cache_dir"] is None:
-                data["lookup_table"]["cache_dir"] = str(out_dir / "lookup_tables")
+                data["lookup_table"]["cache_dir"] = str(out_dir / artifacts.LOOKUP_TABLES)
             specs.append(RunSpec(method.name, data["seed"], validate_config(data, method.config.source)))
     return specs
-
-
-@contextlib.contextmanager
-def run_log(run: RunDir) -> Iterator[None]:
-    """The run's log.txt receives the osnas log while it runs (and only then)."""
-    handler = logging.FileHandler(run.file("log.txt"))
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    logger = logging.getLogger("osnas")
-    level = logger.level
-    logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-        handler.close()
 
 
 class Comparison:
@@ -149,16 +131,16 @@ class Comparison:
             key = supernet_key(spec.config)
             tag = f"[{number}/{len(self.specs)}] {spec.name}:"
             run_path = self.runs_dir / spec.name
-            if (run_path / "results.json").is_file():
+            if (run_path / artifacts.RESULTS).is_file():
                 self.open_run(spec)  # checks that its config is still the one asked for
                 self.say(f"{tag} finished earlier, reused")
                 if spec.name not in self.index["runs"]:  # an index lost or from elsewhere: rebuilt
-                    self.record(spec, key, read_json(run_path / "results.json").get("supernet_from"), "done")
+                    self.record(spec, key, artifacts.read_results(run_path).to_dict().get("supernet_from"), "done")
             else:
                 self.execute(spec, key, trainers.get(key), tag)
-            done = read_json(run_path / "results.json")
+            done = artifacts.read_results(run_path).to_dict()
             source = done.get("supernet_from")
-            if source is None and (run_path / "supernet.pt").is_file():
+            if source is None and (run_path / artifacts.SUPERNET).is_file():
                 trainers.setdefault(key, spec.name)
             results[spec.name] = {**done, "method": spec.method, "seed": spec.seed, "supernet_from": source}
         return results
@@ -168,21 +150,14 @@ class Comparison:
         run = self.open_run(spec)
         entry = self.index["runs"].get(spec.name) or {}
         source = entry.get("supernet_from", trainer)  # an earlier decision stands
-        if source is not None and not (self.runs_dir / source / "supernet.pt").is_file():
+        if source is not None and not (self.runs_dir / source / artifacts.SUPERNET).is_file():
             source = None
         entry = self.record(spec, key, source, "running", entry.get("started"))
         what = f"supernet of {source}" if source else "training its supernet"
-        self.say(f"{tag} {'resuming' if run.exists('metrics.jsonl') else 'running'} ({what})")
-        agent = MainAgent(spec.config, run, quiet=self.quiet)
-        with run_log(run):
-            agent.setup()
-            board = tb.attach(run, spec.config)
-            try:
-                results = agent.run_search(self.runs_dir / source / "supernet.pt" if source else None)
-            finally:
-                if board is not None:
-                    board.close()
-        run.write_json("results.json", {**results, "supernet_from": source})
+        self.say(f"{tag} {'resuming' if run.exists(artifacts.METRICS) else 'running'} ({what})")
+        launch = Launch(MainAgent(spec.config, quiet=self.quiet), run)
+        results = launch.execute(self.runs_dir / source / artifacts.SUPERNET if source else None)
+        artifacts.write_results(run, {**results, "supernet_from": source})
         entry.update(status="done", finished=time.time())
         self.save_index()
 
@@ -199,8 +174,8 @@ class Comparison:
     def open_run(self, spec: RunSpec) -> RunDir:
         """The run's directory: made with its config, or reopened if its config is unchanged."""
         path = self.runs_dir / spec.name
-        if (path / "config.yaml").is_file():
-            saved = read_yaml(path / "config.yaml")
+        if (path / artifacts.CONFIG).is_file():
+            saved = read_yaml(path / artifacts.CONFIG)
             wanted = spec.config.dump()
             changed = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
             if changed:
@@ -209,7 +184,7 @@ class Comparison:
             return RunDir.open(path)
         path.mkdir(parents=True, exist_ok=True)
         run = RunDir(path)
-        run.write_text("config.yaml", spec.config.to_yaml())
+        artifacts.write_config(run, spec.config)
         return run
 
 

@@ -82,6 +82,8 @@ class EvaluationConfig(Section):
 
     bn_batches: int = Field(4, ge=0)
     val_batches: PositiveInt = 4
+    prefix_cache_mb: float = Field(2048.0, ge=0, description="memory for per-prefix BN statistics and activations "
+                                   "of the evaluation batches (exact incremental evaluation; 0 turns it off)")
 
 
 class AuditConfig(Section):

@@ -391,9 +391,9 @@ class ShardedEvaluator(Evaluator):
         if active() and world_size() > 1:
             keys = [arch_key(a) for a in archs]
             todo = [key for key in dict.fromkeys(keys) if key not in self.cache]
-            mine = todo[rank()::world_size()]
-            for key in mine:
-                self.score(np.asarray(key))
+            ordered, world = sorted(todo), world_size()  # contiguous shares: each rank's candidates share prefixes
+            mine = ordered[rank() * len(ordered) // world:(rank() + 1) * len(ordered) // world]
+            self.score_new(mine)
             shares: list[Any] = [None] * world_size()
             dist.all_gather_object(shares, [(key, self.cache[key], self.metrics[key]) for key in mine])
             found = {key: (score, metrics) for share in shares for key, score, metrics in share}

@@ -22,10 +22,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from osnas.config import Config
+from osnas import artifacts
 from osnas.errors import OsnasError
-from osnas.registry import REGISTRIES
-from osnas.run_dir import load_checkpoint, read_json
 from osnas.search_spaces.base import SpaceDefinition
 from osnas.search_spaces.child import build_child
 
@@ -43,30 +41,14 @@ class ExportReport:
     max_error: dict[int, float]
 
 
-def config_definition(config: Config) -> SpaceDefinition:
-    """The space definition of a config: data shape from its dataflow, output width from its task."""
-    dataflow = REGISTRIES["dataflow"].get(config.dataflow.name)(config.dataflow.options, config.seed,
-                                                               torch.device("cpu"))
-    agent_cls = REGISTRIES["training_agent"].get(config.task.name)
-    output_dim = agent_cls.output_dim(config.task.options, dataflow.num_classes)
-    space = REGISTRIES["search_space"].get(config.search_space.name)(config.search_space.options)
-    return space.define(dataflow.input_size, dataflow.in_channels, output_dim)
-
-
 def load_trained_child(definition: SpaceDefinition, checkpoint: Path, arch_path: Path | None = None) -> nn.Module:
     """The child of ``RUN/model.pt`` with its weights; ``architecture.json``, if given, must name the same network."""
-    state = load_checkpoint(checkpoint)
-    if not isinstance(state, dict) or "indices" not in state or "model" not in state:
-        raise OsnasError(f"{checkpoint} is not an osnas model checkpoint (expected RUN/model.pt)")
-    if state.get("space") != definition.name:
-        raise OsnasError(f"{checkpoint} holds a {state.get('space')!r} network but the config uses {definition.name!r}")
+    state = artifacts.read_model(checkpoint, definition.name)
     if arch_path is not None:
-        data = read_json(arch_path)
-        if not isinstance(data, dict) or "indices" not in data:
-            raise OsnasError(f"{arch_path}: not an architecture file (expected keys space, indices)")
-        if data.get("space") != definition.name or list(data["indices"]) != list(state["indices"]):
+        record = artifacts.read_architecture(arch_path)
+        if record.space != definition.name or record.indices != [int(i) for i in state["indices"]]:
             raise OsnasError(f"{arch_path} describes a different network than {checkpoint} "
-                             f"({data.get('space')} {data['indices']} vs {state.get('space')} {state['indices']})")
+                             f"({record.space} {record.indices} vs {state.get('space')} {state['indices']})")
     try:
         child = build_child(definition, state["indices"])
     except OsnasError as exc:

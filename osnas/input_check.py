@@ -53,7 +53,15 @@ def check_input_size(space: SearchSpace, input_size: int, batch_size: int, devic
     """
     if input_size > SIZE_LIMIT:
         raise ConfigError(f"{key}={input_size}: at most {SIZE_LIMIT} pixels")
-    definition = space.define(input_size, 3, 2)
+    check_defined_input(space.define(input_size, 3, 2), batch_size, device, key, element_size)
+
+
+def check_defined_input(definition: SpaceDefinition, batch_size: int, device: torch.device | str, key: str,
+                        element_size: int = 4) -> None:
+    """:func:`check_input_size` for a space already defined at its input size (``osnas profile``)."""
+    input_size = definition.input_size
+    if input_size > SIZE_LIMIT:
+        raise ConfigError(f"{key}={input_size}: at most {SIZE_LIMIT} pixels")
     channels, side = first_activation_side(definition, input_size)
     if side < MIN_SIDE:
         raise ConfigError(f"{key}={input_size} is too small for search space {definition.name!r}: its first layer "

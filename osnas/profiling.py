@@ -5,10 +5,14 @@ from __future__ import annotations
 import copy
 import statistics
 import time
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
 from thop import profile as thop_profile
+
+if TYPE_CHECKING:
+    from osnas.search_spaces.base import SpaceDefinition
 
 # BatchNorm is folded into the convolution at inference and PReLU is a per-element
 # activation (thop counts ReLU as 0 but PReLU per element), so neither is counted as
@@ -68,3 +72,21 @@ def measure_latency(
             times.append((time.perf_counter() - start) * 1000.0)
     module.train(was_training)
     return float(statistics.median(times))
+
+
+def profile_architecture(definition: SpaceDefinition, arch: Any, device: str = "cpu", runs: int = 10
+                         ) -> dict[str, Any]:
+    """MACs (thop, conv + linear), exact parameter count and median batch-1 latency of the child network.
+
+    ``runs=0`` skips the timing (``latency_ms`` is then None), for callers that only need the counts.
+    """
+    from osnas.runtime import resolve_device
+    from osnas.search_spaces.child import build_child
+
+    child = build_child(definition, arch)
+    shape = (1, definition.in_channels, definition.input_size, definition.input_size)
+    latency = None
+    if runs > 0:
+        torch_device = resolve_device(device)
+        latency = measure_latency(child.to(torch_device), shape, torch_device, runs=runs)
+    return {"macs": count_macs(child, shape), "params": count_params(child), "latency_ms": latency}

@@ -16,7 +16,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from rich.table import Table
 
-from osnas.run_dir import RunDir, atomic_write_bytes, read_json
+from osnas import artifacts
+from osnas.run_dir import RunDir, atomic_write_bytes
 
 log = logging.getLogger("osnas")
 
@@ -97,7 +98,7 @@ def plot_search(ax: Axes, records: list[dict[str, Any]]) -> bool:
 
 def write_curves(run_dir: Path) -> Path:
     """curves.png of a run: training loss, accuracy where logged, search progress."""
-    records = read_metrics(Path(run_dir) / "metrics.jsonl")
+    records = read_metrics(Path(run_dir) / artifacts.METRICS)
     figure = Figure(figsize=(15, 4))
     loss_ax, acc_ax, search_ax = figure.subplots(1, 3)
     plot_training(loss_ax, records, ("loss",), "training loss")
@@ -107,12 +108,12 @@ def write_curves(run_dir: Path) -> Path:
     plot_search(search_ax, records)
     search_ax.set_title("search progress")
     figure.suptitle(Path(run_dir).name)
-    return save_figure(figure, Path(run_dir) / "curves.png")
+    return save_figure(figure, Path(run_dir) / artifacts.CURVES)
 
 
 def progress_table(run: RunDir) -> Table:
     """What an unfinished run holds so far, phase by phase."""
-    records = read_metrics(run.file("metrics.jsonl"))
+    records = read_metrics(run.file(artifacts.METRICS))
     table = Table(title=f"{run.path.name} (no results yet)", title_justify="left", show_header=False)
     table.add_column("phase", style="bold")
     table.add_column("state")
@@ -126,10 +127,10 @@ def progress_table(run: RunDir) -> Table:
     evals = latest_per_step(records, "search", "eval")
     if evals:
         table.add_row("search", f"{len(evals)} candidates scored, best {evals[-1].get('best_score', float('nan')):.2f}")
-    if run.exists("supernet.pt"):
-        table.add_row("supernet.pt", "present")
-    if run.exists("architecture.json"):
-        arch = read_json(run.file("architecture.json"))
-        table.add_row("architecture", " ".join(arch.get("candidates", [])) if isinstance(arch, dict) else "?")
+    if run.exists(artifacts.SUPERNET):
+        table.add_row(artifacts.SUPERNET, "present")
+    if run.exists(artifacts.ARCHITECTURE):
+        arch = artifacts.read_architecture(run.file(artifacts.ARCHITECTURE))
+        table.add_row("architecture", " ".join(arch.candidates or []))
     table.add_row("run directory", str(run.path))
     return table

@@ -17,7 +17,6 @@ import signal
 import tempfile
 import threading
 import time
-import warnings
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -34,6 +33,7 @@ except ImportError:  # Windows
 
 log = logging.getLogger("osnas")
 RUN_MARKER = "config.yaml"
+METRICS_FILE = "metrics.jsonl"
 LOCK_FILE = ".lock"
 TEMP_SUFFIX = ".tmp"
 INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
@@ -184,38 +184,6 @@ def load_checkpoint(path: Path) -> Any:
         else:
             reason = f"{type(exc).__name__}: {short_error(exc)}"
         raise OsnasError(f"checkpoint {path} is corrupt or not an osnas checkpoint ({reason})") from None
-
-
-def read_supernet(path: Path, definition: Any) -> dict[str, Any]:
-    """A supernet checkpoint (``--supernet``) checked against this config's space without building it.
-
-    Run before the run directory is created, so a wrong file leaves nothing behind.
-    """
-    from osnas.search_spaces.supernet import Supernet  # the space code imports this module
-
-    path = Path(path)
-    usage = "--supernet takes the supernet.pt of a search run (RUN/supernet.pt)"
-    if path.is_dir():
-        raise OsnasError(f"{path} is a directory; {usage}")
-    state = load_checkpoint(path)
-    if not isinstance(state, dict) or not {"model", "strategy", "space_hash"} <= set(state):
-        kind = ("a trained child network (model.pt, for osnas evaluate)" if isinstance(state, dict)
-                and "indices" in state else "not an osnas supernet checkpoint")
-        raise OsnasError(f"{path} is {kind}; {usage}")
-    if state["space_hash"] != definition.fingerprint():
-        raise OsnasError(
-            f"{path} was trained on a different search space definition than this config's "
-            f"{definition.name!r} (space, its options and the input size must match)"
-        )
-    with torch.device("meta"):
-        model = Supernet(definition)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # copying into meta tensors is a shape check only, as wanted
-            model.load_state_dict(state["model"])
-    except (RuntimeError, TypeError, KeyError, AttributeError) as exc:
-        raise OsnasError(f"{path} does not fit this config's supernet ({short_error(exc)}); {usage}") from None
-    return state
 
 
 def free_bytes(path: Path) -> int:
@@ -418,7 +386,7 @@ class RunDir:
     def log_metrics(self, record: dict[str, Any]) -> None:
         """Append one JSON line to ``metrics.jsonl`` (a line is small, written whole and flushed)."""
         line = json.dumps({"time": round(time.time(), 3), **record}) + "\n"
-        with self._writing("metrics.jsonl"), deferred_interrupts(), open(self.path / "metrics.jsonl", "a") as handle:
+        with self._writing(METRICS_FILE), deferred_interrupts(), open(self.path / METRICS_FILE, "a") as handle:
             handle.write(line)
             handle.flush()
         log.info("%s", describe_record(record))
@@ -432,7 +400,7 @@ class RunDir:
         its first records (and a line cut short by a kill) must go, so that every
         epoch or evaluation appears once.
         """
-        path = self.path / "metrics.jsonl"
+        path = self.path / METRICS_FILE
         if not path.is_file():
             return 0
         kept: list[str] = []
@@ -450,6 +418,6 @@ class RunDir:
                     continue
             kept.append(line)
         if dropped:
-            with self._writing("metrics.jsonl"):
+            with self._writing(METRICS_FILE):
                 atomic_write_text(path, "".join(line + "\n" for line in kept))
         return dropped

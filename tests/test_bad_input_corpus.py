@@ -106,8 +106,9 @@ CASES = [
     Case("train-arch-nan", ("train", "--config", C, "--arch", "a.json"), "got [nan, 0",
          {**CFG, "a.json": arch(indices=[float("nan")] + [0] * 20)}),
     Case("train-arch-huge-index", ("train", "--config", C, "--arch", "a.json"), "a.json",
-         {**CFG, "a.json": arch(indices=[10 ** 30] + [0] * 20)}, "api"),
-    Case("train-arch-directory", ("train", "--config", C, "--arch", "run"), "run", {**RUN, **CFG}, "api"),
+         {**CFG, "a.json": arch(indices=[10 ** 30] + [0] * 20)}),
+    Case("train-arch-directory", ("train", "--config", C, "--arch", "d"), "d is a directory without architecture.json",
+         {**CFG, "d/notes.txt": "x"}),
     # evaluate
     Case("evaluate-usage-no-args", ("evaluate",), "--config"),
     Case("evaluate-checkpoint-missing", ("evaluate", "--config", C, "--checkpoint", "none.pt"), "none.pt", CFG),
@@ -121,7 +122,7 @@ CASES = [
     # report
     Case("report-missing", ("report", "nothere"), "nothere"),
     Case("report-not-a-run", ("report", "."), "config.yaml"),
-    Case("report-bad-results", ("report", "run"), "results.json", RUN, "api"),
+    Case("report-bad-results", ("report", "run"), "results.json", RUN),
     # audit
     Case("audit-usage-no-run", ("audit",), "--run"),
     Case("audit-not-a-run", ("audit", "--run", "."), "is not an osnas run directory"),
@@ -142,13 +143,13 @@ CASES = [
     Case("profile-arch-nan", ("profile", "-s", "proxylessnas", "--arch", "a.json", *SMALL), "got [nan, 0",
          {"a.json": arch(indices=[float("nan")] + [0] * 20)}),
     Case("profile-arch-huge-index", ("profile", "-s", "proxylessnas", "--arch", "a.json", *SMALL), "a.json",
-         {"a.json": arch(indices=[10 ** 30] + [0] * 20)}, "api"),
+         {"a.json": arch(indices=[10 ** 30] + [0] * 20)}),
     Case("profile-arch-float-index", ("profile", "-s", "proxylessnas", "--arch", "a.json", *SMALL), "a.json",
-         {"a.json": arch(indices=[0.9] + [0] * 20)}, "api"),
+         {"a.json": arch(indices=[0.9] + [0] * 20)}),
     Case("profile-arch-bool-index", ("profile", "-s", "proxylessnas", "--arch", "a.json", *SMALL), "a.json",
-         {"a.json": arch(indices=[True] + [0] * 20)}, "api"),
+         {"a.json": arch(indices=[True] + [0] * 20)}),
     Case("profile-arch-string-index", ("profile", "-s", "proxylessnas", "--arch", "a.json", *SMALL), "a.json",
-         {"a.json": arch(indices=["1"] + [0] * 20)}, "api"),
+         {"a.json": arch(indices=["1"] + [0] * 20)}),
     Case("profile-input-size-huge", ("profile", "-s", "proxylessnas", "--arch", "mobile", "--input-size", "20000"),
          "input", {}, "api", runs_away=True),
     # export

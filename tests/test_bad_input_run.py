@@ -289,31 +289,24 @@ def test_damaged_or_foreign_resume_checkpoint(capsys, tmp_path, interrupted, how
 
 @pytest.mark.parametrize("how, why", DAMAGES)
 def test_every_damage_is_named_when_restoring(tmp_path, interrupted, how, why):
-    """The same checks as a resume (which costs a setup each), on the checkpoint and a fresh supernet directly."""
+    """The supernet phase's own resume (without a CLI run and its setup each time) names every damage."""
     from osnas.agent import MainAgent
     from osnas.config import read_yaml, validate_config
     from osnas.errors import OsnasError
+    from osnas.pipeline.supernet import SupernetPhase
     from osnas.run_dir import RunDir, load_checkpoint
 
     run = RunDir.open(copy_run(interrupted, tmp_path / "run"))
     state = load_checkpoint(run.file("supernet_last.pt"))
     damage(state, how)
-    agent = MainAgent(validate_config(read_yaml(run.file("config.yaml"))), run, quiet=True)
-    supernet = torch_supernet(agent)
+    run.save_checkpoint("supernet_last.pt", state)
+    agent = MainAgent(validate_config(read_yaml(run.file("config.yaml"))), quiet=True)
+    phase = SupernetPhase(agent.context(run))
+    phase.updater = phase.build_updater(list(phase.model.parameters()))
     with pytest.raises(OsnasError) as info:
-        run.check_resume_state("supernet_last.pt", state, 2)
-        updater = agent._updater("supernet", agent.config.supernet, list(supernet.parameters()), 1)
-        with run.restoring("supernet_last.pt"):
-            supernet.load_state_dict(state["model"])
-            updater.load_state_dict(state["updater"])
+        phase.resume(("strategy",))
     message = " ".join(str(info.value).split())
     assert "supernet_last.pt does not match this run" in message and why in message, message
-
-
-def torch_supernet(agent):
-    from osnas.search_spaces.supernet import Supernet
-
-    return Supernet(agent.setup().definition)
 
 
 # ----------------------------------------------------------------------------- §4 --supernet before the run dir
@@ -465,7 +458,7 @@ def test_input_size_whose_first_activation_cannot_fit(capsys, tmp_path, config, 
     msg = fails(capsys, tmp_path, "search", "--config", config(), "--set", "dataflow.input_size=10000")
     assert "dataflow.input_size=10000: the first activation of a batch of 64 alone needs" in msg
     assert "needs 47.7 GiB (8x5000x5000 values per sample), but only 8.0 GiB of memory is available on cpu" in msg
-    msg = fails(capsys, tmp_path, "profile", "-s", "proxylessnas", "--arch", "mobile", "--input-size", "20000")
+    msg = fails(capsys, tmp_path, "profile", "-s", "proxylessnas", "--arch", "proxyless_mobile", "--input-size", "20000")
     assert "--input-size=20000: the first activation of a batch of 1 alone needs" in msg and "8.0 GiB" in msg
 
 

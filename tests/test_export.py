@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 from osnas.cli import app
 from osnas.config import load_config
 from osnas.errors import OsnasError
-from osnas.export import config_definition, export_onnx
+from osnas.components import config_definition
+from osnas.export import export_onnx
 from osnas.run_dir import atomic_torch_save, atomic_write_json
 from osnas.search_spaces.child import build_child
 

@@ -19,11 +19,14 @@ import pytest
 import torch
 import torch.nn as nn
 
-from osnas.agent import MainAgent, rng_state, seed_everything, set_rng_state
+from osnas.agent import MainAgent
+from osnas.api import Launch
 from osnas.cli.run import resumable
 from osnas.config import validate_config
 from osnas.errors import OsnasError, TrainingDivergedError
+from osnas.pipeline.supernet import SupernetPhase
 from osnas.run_dir import RunDir, atomic_write_bytes, load_checkpoint
+from osnas.runtime import needed_disk_bytes, rng_state, seed_everything, set_rng_state
 from osnas.training_strategies.uniform import Uniform
 from tests.datasets import run_cli
 from tests.small_config import small_config, write_config
@@ -34,9 +37,9 @@ def lut_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("luts")
 
 
-def make_agent(tmp_path: Path, lut_dir: Path, name: str, **sections) -> MainAgent:
+def make_agent(tmp_path: Path, lut_dir: Path, name: str, **sections) -> Launch:
     cfg = validate_config(small_config(tmp_path, lut_dir, **sections))
-    return MainAgent(cfg, RunDir.create(tmp_path / "runs", name), quiet=True)
+    return Launch(MainAgent(cfg, quiet=True), RunDir.create(tmp_path / "runs", name))
 
 
 # ----------------------------------------------------------------------------- NaN / inf losses
@@ -53,8 +56,8 @@ def test_exploding_learning_rate_stops_the_run_naming_phase_epoch_and_step(capsy
 
 
 def test_nan_epoch_keeps_the_last_good_checkpoint(tmp_path, lut_dir, monkeypatch):
-    agent = make_agent(tmp_path, lut_dir, "nan", supernet={"epochs": 2})
-    steps_per_epoch = len(agent.setup().dataflow.search_split()[0])
+    launch = make_agent(tmp_path, lut_dir, "nan", supernet={"epochs": 2})
+    steps_per_epoch = len(launch.agent.setup().dataflow.search_split()[0])
     original, calls = Uniform.step, []
 
     def step(self, supernet, batch, training_agent, updater):
@@ -64,11 +67,11 @@ def test_nan_epoch_keeps_the_last_good_checkpoint(tmp_path, lut_dir, monkeypatch
 
     monkeypatch.setattr(Uniform, "step", step)
     with pytest.raises(TrainingDivergedError, match="supernet loss became NaN or infinite at epoch 2, step 2"):
-        agent.train_supernet()
-    state = load_checkpoint(agent.run.file("supernet_last.pt"))
+        SupernetPhase(launch.agent.context(launch.run)).run()
+    state = load_checkpoint(launch.run.file("supernet_last.pt"))
     assert state["epoch"] == 0
     assert all(torch.isfinite(t).all() for t in state["model"].values() if t.is_floating_point())
-    epochs = [json.loads(line)["epoch"] for line in agent.run.file("metrics.jsonl").read_text().splitlines()]
+    epochs = [json.loads(line)["epoch"] for line in launch.run.file("metrics.jsonl").read_text().splitlines()]
     assert epochs == [1]
 
 
@@ -106,11 +109,12 @@ def test_too_little_free_space_is_reported_before_training(capsys, tmp_path, lut
 
 
 def test_disk_estimate_covers_the_supernet_checkpoints(tmp_path, lut_dir):
-    agent = make_agent(tmp_path, lut_dir, "estimate")
+    agent = make_agent(tmp_path, lut_dir, "estimate").agent
     from osnas.search_spaces.supernet import Supernet
 
-    weights = sum(t.numel() * t.element_size() for t in Supernet(agent.setup().definition).state_dict().values())
-    assert agent.needed_disk_bytes() >= 3 * weights
+    definition = agent.setup().definition
+    weights = sum(t.numel() * t.element_size() for t in Supernet(definition).state_dict().values())
+    assert needed_disk_bytes(agent.config, definition) >= 3 * weights
 
 
 def test_output_directory_that_cannot_be_created(capsys, tmp_path, lut_dir):
@@ -213,7 +217,7 @@ def test_deterministic_option_sets_the_torch_flags():
 
 def test_same_seed_and_config_give_the_same_result(tmp_path):
     lut_dir = tmp_path / "fresh-luts"  # the first run builds the lookup table, the second reuses it
-    results = [make_agent(tmp_path, lut_dir, name).run_search() for name in ("a", "b")]
+    results = [make_agent(tmp_path, lut_dir, name).execute() for name in ("a", "b")]
     assert results[0]["indices"] == results[1]["indices"]
     assert results[0]["test"] == results[1]["test"]
 

@@ -8,10 +8,10 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from osnas import distributed
+from osnas import artifacts, distributed
+from osnas.api import logging_to
 from osnas.cli.app import app, out
-from osnas.cli.run import attach_log, resumable
-from osnas.config import read_yaml, validate_config
+from osnas.cli.run import resumable
 from osnas.run_dir import RunDir
 
 
@@ -33,7 +33,8 @@ def audit(
     from osnas.audit import Audit, AuditSettings
 
     run = distributed.rank_view(RunDir.open(run_dir))
-    saved = validate_config(read_yaml(run.file("config.yaml")), source=str(run.file("config.yaml"))).audit
+    config = artifacts.read_config(run)
+    saved = config.audit
     settings = AuditSettings(
         k=saved.k if k is None else k,
         proxy_epochs=saved.proxy_epochs if proxy_epochs is None else proxy_epochs,
@@ -42,13 +43,12 @@ def audit(
     )
     job = Audit(run, settings, quiet=quiet, say=lambda message: out.print(message, highlight=False, soft_wrap=True))
     run.lock()
-    attach_log(run)
-    with resumable(run, f"osnas audit --run {run.path}"):
+    with logging_to(run, config), resumable(run, f"osnas audit --run {run.path}"):
         result = job.run_all()
     if not distributed.is_main():
         return
     out.print(audit_table(result))
-    out.print(f"written: {run.file('audit.json')}, {run.file('audit.png')}", highlight=False, soft_wrap=True)
+    out.print(f"written: {run.file(artifacts.AUDIT)}, {run.file('audit.png')}", highlight=False, soft_wrap=True)
 
 
 def audit_table(result: dict) -> Table:

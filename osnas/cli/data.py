@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from osnas.agent import resolve_device
+from osnas.runtime import resolve_device
 from osnas.cli.app import app, out
 from osnas.config import load_config
 from osnas.dataflows.base import Dataflow

@@ -8,7 +8,8 @@ from typing import Optional
 import typer
 
 from osnas.cli.app import app, out
-from osnas.config import load_config, read_yaml, validate_config
+from osnas import artifacts
+from osnas.config import load_config
 from osnas.errors import OsnasError
 from osnas.run_dir import RunDir
 
@@ -24,16 +25,17 @@ def export(
     exporter: str = typer.Option("dynamo", "--exporter", help="dynamo (torch.export, default) or torchscript (legacy)."),
 ) -> None:
     """Export the trained child to ONNX with a dynamic batch; verify it with onnx.checker and onnxruntime."""
-    from osnas.export import config_definition, export_onnx, load_trained_child
+    from osnas.components import config_definition
+    from osnas.export import export_onnx, load_trained_child
 
     if run is not None:
         if config is not None or checkpoint is not None:
             raise OsnasError("use either --run RUN_DIR or --config with --arch and --checkpoint, not both")
         rundir = RunDir.open(run)
-        cfg = validate_config(read_yaml(rundir.file("config.yaml")), source=str(rundir.file("config.yaml")))
-        checkpoint = rundir.file("model.pt")
-        arch = arch or (rundir.file("architecture.json") if rundir.exists("architecture.json") else None)
-        target = onnx_path or rundir.file("model.onnx")
+        cfg = artifacts.read_config(rundir)
+        checkpoint = rundir.file(artifacts.MODEL)
+        arch = arch or (rundir.file(artifacts.ARCHITECTURE) if rundir.exists(artifacts.ARCHITECTURE) else None)
+        target = onnx_path or rundir.file(artifacts.ONNX)
     elif config is not None and checkpoint is not None and arch is not None:
         cfg = load_config(config)
         target = onnx_path or checkpoint.with_suffix(".onnx")

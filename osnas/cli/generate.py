@@ -9,13 +9,14 @@ import torch
 import typer
 from rich.table import Table
 
-from osnas.agent import MainAgent
 from osnas.cli.app import app, out
-from osnas.config import read_yaml, validate_config
+from osnas import artifacts
+from osnas.components import build_components
 from osnas.console import note
 from osnas.constraint import UNIT_NAMES
 from osnas.errors import OsnasError
-from osnas.run_dir import RunDir, atomic_write_json
+from osnas.run_dir import RunDir
+from osnas.runtime import resolve_device
 from osnas.search_strategies.architecture_generator import GENERATOR_FILE, decode, load_generator
 
 
@@ -34,12 +35,12 @@ def generate(
         raise OsnasError(f"{run} has no {GENERATOR_FILE}; it is written by search_strategy architecture_generator")
     if target <= 0:
         raise OsnasError(f"--target must be a positive cost, got {target:g}")
-    config = validate_config(read_yaml(run_dir.file("config.yaml")), source=str(run_dir.file("config.yaml")))
-    comp = MainAgent(config, quiet=True).setup()
+    config = artifacts.read_config(run_dir)
+    comp = build_components(config, resolve_device(config.device), artifacts.lookup_table_dir(config))
     model, meta = load_generator(run_dir.file(GENERATOR_FILE))
     if meta["space_hash"] != comp.definition.fingerprint():
         raise OsnasError(f"{run_dir.file(GENERATOR_FILE)} was trained on another definition of space "
-                         f"{meta['space']!r} than {run_dir.file('config.yaml')} gives")
+                         f"{meta['space']!r} than {run_dir.file(artifacts.CONFIG)} gives")
     with torch.no_grad():
         arch = decode(model(target), comp.definition)
     metric, unit = meta["metric"], UNIT_NAMES[meta["metric"]]
@@ -59,9 +60,7 @@ def generate(
     out.print("costs: " + ", ".join(f"{m} {v:.4g} {UNIT_NAMES[m]}" for m, v in costs.items()))
     out.print(f"indices: {[int(i) for i in arch]}")
     if output is not None:
-        atomic_write_json(output, {
-            "space": comp.definition.name, "space_hash": comp.definition.fingerprint(),
-            "input_size": comp.definition.input_size, "indices": [int(i) for i in arch], "candidates": names,
-            "costs": costs, "target": target, "generator": str(run_dir.file(GENERATOR_FILE)),
-        })
+        record = artifacts.Architecture.of(comp.definition, arch, config.search_space.options.model_dump(),
+                                           costs=costs, target=target, generator=str(run_dir.file(GENERATOR_FILE)))
+        artifacts.write_architecture(output, record)
         out.print(f"wrote {output}")

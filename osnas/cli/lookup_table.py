@@ -7,14 +7,17 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+import torch
 import typer
 from rich.table import Table
 
-from osnas.agent import Components, MainAgent, build_components
-from osnas.cli.app import app, err, out
+from osnas.artifacts import lookup_table_dir
+from osnas.components import Components, build_components
+from osnas.cli.app import app, out
 from osnas.cli.run import SetOption
 from osnas.config import Config, load_config
 from osnas.console import note, warn
+from osnas.runtime import resolve_device
 from osnas.search_spaces.lookup_table import METRICS, UNITS, LookupTable
 
 lookup_table_app = typer.Typer(help="Build, show and calibrate the per-layer hardware lookup table of a config.",
@@ -22,11 +25,6 @@ lookup_table_app = typer.Typer(help="Build, show and calibrate the per-layer har
 app.add_typer(lookup_table_app, name="lookup-table")
 
 ConfigOption = typer.Option(..., "--config", "-c", help="YAML config file (data shape, search space, lookup_table).")
-
-
-def table_path(cache_dir: Path, lut: LookupTable) -> Path:
-    """Where ``LookupTable.load_or_build`` caches ``lut``."""
-    return cache_dir / f"{lut.meta['space']}-{LookupTable.cache_key(lut.meta)}.json"
 
 
 def short(value: object) -> str:
@@ -39,7 +37,7 @@ def other_tables(cache_dir: Path, lut: LookupTable) -> list[str]:
     """Cached tables of the same space whose metadata differ from ``lut``'s, with the differing keys."""
     notes = []
     for path in sorted(cache_dir.glob(f"{lut.meta['space']}-*.json")):
-        if path == table_path(cache_dir, lut):
+        if path == LookupTable.cache_path(cache_dir, lut.meta):
             continue
         try:
             meta = json.loads(path.read_text())["meta"]
@@ -50,25 +48,27 @@ def other_tables(cache_dir: Path, lut: LookupTable) -> list[str]:
     return notes
 
 
-def load_table(config: Path, set_: Optional[list[str]], latency: bool = False) -> tuple[Config, MainAgent, Components]:
+def load_table(config: Path, set_: Optional[list[str]], latency: bool = False
+               ) -> tuple[Config, torch.device, Components]:
     """Build or reuse the config's table and say which (a rebuild of a bad or stale file is a warning)."""
     cfg = load_config(config, set_ or [])
     if latency and not cfg.lookup_table.latency:
         cfg.lookup_table.latency = True
         note("latency fitting needs per-layer latencies; using lookup_table.latency=true")
-    agent = MainAgent(cfg, quiet=True)
-    comp = build_components(cfg, agent.device, agent.cache_dir)
+    device = resolve_device(cfg.device)
+    cache_dir = lookup_table_dir(cfg)
+    comp = build_components(cfg, device, cache_dir)
     lut_note = comp.lut_note
     if lut_note.startswith("rebuilt"):
         warn(f"lookup table {lut_note}")
     else:
         out.print(f"lookup table {lut_note}", highlight=False, soft_wrap=True)
     if lut_note == "built":
-        out.print(f"saved to {table_path(agent.cache_dir, comp.lut)}", highlight=False, soft_wrap=True)
-        stale = other_tables(agent.cache_dir, comp.lut)
+        out.print(f"saved to {LookupTable.cache_path(cache_dir, comp.lut.meta)}", highlight=False, soft_wrap=True)
+        stale = other_tables(cache_dir, comp.lut)
         if stale:
             out.print("not reused, metadata differ: " + "; ".join(stale), highlight=False, soft_wrap=True)
-    return cfg, agent, comp
+    return cfg, device, comp
 
 
 @lookup_table_app.command("build")
@@ -120,12 +120,12 @@ def fit_latency(
     """Time whole sampled networks; compare plain LUT sum, linear calibration and an MLP (MAPE %)."""
     from osnas.search_spaces.latency_model import fit_latency_models, measure_networks
 
-    cfg, agent, comp = load_table(config, set_, latency=True)
+    cfg, device, comp = load_table(config, set_, latency=True)
     rng = np.random.default_rng([cfg.seed, 7])
     archs = comp.definition.sample(rng, samples + holdout)
     lt = cfg.lookup_table
-    out.print(f"timing {len(archs)} networks on {agent.device} (batch {lt.latency_batch}, {lt.latency_runs} runs each)")
-    measured = measure_networks(comp.definition, archs, agent.device, lt.latency_batch, lt.latency_runs)
+    out.print(f"timing {len(archs)} networks on {device} (batch {lt.latency_batch}, {lt.latency_runs} runs each)")
+    measured = measure_networks(comp.definition, archs, device, lt.latency_batch, lt.latency_runs)
     report = fit_latency_models(comp.lut, archs, measured, holdout, seed=cfg.seed)
     table = Table(title=f"whole-network latency prediction ({comp.definition.name}, MAPE %)", title_justify="left")
     for name in ("predictor", f"train ({report.train_size})", f"held out ({report.holdout_size})"):
@@ -139,6 +139,6 @@ def fit_latency(
     if json_path is not None:
         from osnas.run_dir import atomic_write_json
 
-        atomic_write_json(json_path, {**report.to_dict(), "space": comp.definition.name, "device": str(agent.device),
+        atomic_write_json(json_path, {**report.to_dict(), "space": comp.definition.name, "device": str(device),
                                       "measured_ms": measured.tolist()})
         out.print(f"report written to {json_path}")

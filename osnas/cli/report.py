@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 
 from osnas.cli.app import app, out
-from osnas.run_dir import RunDir, read_json
+from osnas import artifacts
+from osnas.run_dir import RunDir
 from osnas.summary import summary_table
 
 
@@ -19,8 +20,9 @@ def report(
     from osnas.report import progress_table, write_curves  # matplotlib: imported only when used
 
     run = RunDir.open(run_dir)
-    if run.exists("results.json"):
-        out.print(summary_table({**read_json(run.file("results.json")), "run_dir": str(run.path)},
+    if run.exists(artifacts.RESULTS):
+        results = artifacts.read_results(run.file(artifacts.RESULTS))
+        out.print(summary_table({**results.to_dict(), "run_dir": str(run.path)},
                                 title=f"osnas result: {run.path.name}"))
     else:
         out.print(progress_table(run))

@@ -180,6 +180,11 @@ class LookupTable:
         return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
 
     @classmethod
+    def cache_path(cls, cache_dir: Path, meta: dict[str, Any]) -> Path:
+        """The file that caches the table of ``meta`` in ``cache_dir`` (one per space and metadata)."""
+        return Path(cache_dir) / f"{meta['space']}-{cls.cache_key(meta)}.json"
+
+    @classmethod
     def load_or_build(
         cls,
         definition: SpaceDefinition,
@@ -195,7 +200,7 @@ class LookupTable:
         """
         device = torch.device(device)
         meta = cls.metadata(definition, device, latency, latency_batch, latency_runs)
-        path = None if cache_dir is None else Path(cache_dir) / f"{definition.name}-{cls.cache_key(meta)}.json"
+        path = None if cache_dir is None else cls.cache_path(cache_dir, meta)
         note = "built"
         if path is not None and path.exists():
             try:

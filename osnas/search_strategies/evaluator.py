@@ -19,6 +19,7 @@ import torch.nn as nn
 from osnas.dataflows.base import Loader
 from osnas.search_spaces.supernet import Supernet
 from osnas.search_strategies.base import arch_key
+from osnas.search_strategies.prefix_cache import BNState, PrefixCache, PrefixState
 from osnas.training_agents.base import TrainingAgent
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -33,19 +34,17 @@ def batchnorms(modules: list[nn.Module]) -> list[nn.modules.batchnorm._BatchNorm
     return [m for module in modules for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
-@torch.no_grad()
-def recalibrate_bn(forward: Callable[[torch.Tensor], torch.Tensor], norms: list[nn.Module], batches: list[Batch]) -> None:
-    """Replace running mean/var of ``norms`` by their exact average over ``batches``."""
-    if not batches or not norms:
-        return
+@contextmanager
+def recalibrating(norms: list[nn.modules.batchnorm._BatchNorm]) -> Iterator[None]:
+    """Inside: ``norms`` are reset and in train mode with a cumulative average, so the forwards
+    run in the block leave in their running mean/var the exact average over those batches."""
     saved = [(m, m.momentum, m.training) for m in norms]
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # cumulative average
         m.train()
     try:
-        for x, _ in batches:
-            forward(x)
+        yield
     finally:
         for m, momentum, training in saved:
             m.momentum = momentum
@@ -75,8 +74,41 @@ def frozen(supernet: Supernet) -> Iterator[None]:
         supernet.train(was_training)
 
 
+@torch.no_grad()
+def recalibrate_bn(forward: Callable[[torch.Tensor], torch.Tensor], norms: list[nn.Module], batches: list[Batch]) -> None:
+    """Replace running mean/var of ``norms`` by their exact average over ``batches``."""
+    if not batches or not norms:
+        return
+    with recalibrating(norms):  # type: ignore[arg-type]
+        for x, _ in batches:
+            forward(x)
+
+
+def bn_buffers(norms: list[nn.modules.batchnorm._BatchNorm]) -> tuple[BNState | None, ...]:
+    return tuple(None if m.running_mean is None else
+                 (m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone()) for m in norms)
+
+
+def load_bn_buffers(norms: list[nn.modules.batchnorm._BatchNorm], states: tuple[BNState | None, ...]) -> None:
+    for m, state in zip(norms, states):
+        if state is not None:
+            m.running_mean.copy_(state[0])
+            m.running_var.copy_(state[1])
+            m.num_batches_tracked.copy_(state[2])
+
+
+def cast(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return x.to(dtype) if x.is_floating_point() else x
+
+
 class Evaluator:
     """``evaluate(archs) -> scores`` (higher is better) with BN recalibration and a cache.
+
+    With ``prefix_cache_mb > 0`` a candidate resumes from its longest prefix evaluated before
+    (:mod:`osnas.search_strategies.prefix_cache`): the same operations on the same tensors, so
+    the scores are bit-identical to a full evaluation, at the cost of up to that many MB of
+    activations. A batch of candidates is scored in lexicographic order, neighbours sharing
+    the longest prefixes.
 
     It is also the search's :class:`~osnas.search_strategies.base.SupernetScorer`: the
     frozen supernet as a differentiable loss of mixing weights on its training batches.
@@ -90,6 +122,7 @@ class Evaluator:
         val_loader: Loader,
         bn_batches: int = 4,
         val_batches: int = 4,
+        prefix_cache_mb: float = 2048.0,
     ) -> None:
         self.supernet = supernet
         self.agent = agent
@@ -98,6 +131,10 @@ class Evaluator:
         self.cache: dict[tuple[int, ...], float] = {}
         self.metrics: dict[tuple[int, ...], dict[str, float]] = {}
         self.recalibrations = 0
+        self.prefix_cache = PrefixCache(int(prefix_cache_mb * 2**20)) if prefix_cache_mb > 0 else None
+        # item i's recalibration outputs are needed only while a later item may hold a BatchNorm
+        items = list(supernet.items)
+        self._recal_after = [bool(batchnorms(items[i + 1:])) for i in range(len(items))]
 
     @property
     def num_evaluated(self) -> int:
@@ -110,12 +147,11 @@ class Evaluator:
             return self.cache[key]
         was_training = self.supernet.training
         self.supernet.eval()
-
-        def forward(x: torch.Tensor) -> torch.Tensor:
-            return self.supernet(x, key)
-
         try:
-            recalibrate_bn(forward, batchnorms(self.supernet.path_modules(key)), self.bn_data)
+            if self.prefix_cache is None:
+                forward = self._recalibrated_forward(key)
+            else:
+                forward = self._incremental_forward(key, self.prefix_cache)
             self.recalibrations += 1 if self.bn_data else 0
             with torch.no_grad():
                 metrics = self.agent.evaluate(forward, self.val_data)
@@ -126,9 +162,64 @@ class Evaluator:
         self.metrics[key] = metrics
         return value
 
+    def _recalibrated_forward(self, key: tuple[int, ...]) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The path's BN recalibrated by whole forwards; the path's forward."""
+
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            return self.supernet(x, key)
+
+        recalibrate_bn(forward, batchnorms(self.supernet.path_modules(key)), self.bn_data)
+        return forward
+
+    @torch.no_grad()
+    def _incremental_forward(self, key: tuple[int, ...], cache: PrefixCache) -> Callable[[torch.Tensor], torch.Tensor]:
+        """Recalibrate and run the validation batches item by item from the longest cached prefix.
+
+        Returns a forward that answers the fixed validation batches from the computed outputs
+        (any other input runs the whole path).
+        """
+        supernet, arch = self.supernet, list(key)
+        stops = [stop for _, stop in supernet.definition.item_slices]
+        count = len(supernet.items)
+        start, state = 0, None
+        for i in range(count - 1, -1, -1):
+            state = cache.lookup((i, *key[:stops[i]]))
+            if state is not None:
+                start = i + 1
+                break
+        cache.hits += start
+        cache.misses += count - start
+        dtype = next(supernet.parameters()).dtype  # the input cast of training.compute_in, which item calls skip
+        recal = list(state.recal) if state else [cast(x, dtype) for x, _ in self.bn_data]
+        val = list(state.val) if state else [cast(x, dtype) for x, _ in self.val_data]
+        norms = state.norms if state else ()
+        if state:  # leave the supernet's BN buffers as a full recalibration would
+            load_bn_buffers(batchnorms(supernet.path_modules(arch)[:start]), norms)
+        for i in range(start, count):
+            item_norms = batchnorms([supernet.item_path_module(i, arch)])
+            if self.bn_data and item_norms:
+                with recalibrating(item_norms):
+                    recal = [supernet.item_forward(i, x, arch) for x in recal]
+            elif self._recal_after[i]:
+                recal = [supernet.item_forward(i, x, arch) for x in recal]
+            if not self._recal_after[i]:
+                recal = []
+            val = [supernet.item_forward(i, x, arch) for x in val]
+            norms = norms + bn_buffers(item_norms)
+            if stops[i] < len(key):  # a prefix of the whole architecture only (the score cache holds the rest)
+                cache.put((i, *key[:stops[i]]), PrefixState(tuple(recal), tuple(val), norms))
+        outputs = {id(x): out for (x, _), out in zip(self.val_data, val)}
+
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            out = outputs.get(id(x))
+            return supernet(x, key) if out is None else out
+
+        return forward
+
     def evaluate(self, archs: np.ndarray) -> np.ndarray:
         """Scores of an (N, L) batch (or one (L,) vector) of architectures."""
         archs = np.atleast_2d(np.asarray(archs, dtype=np.int64))
+        self.score_new([k for k in dict.fromkeys(arch_key(a) for a in archs) if k not in self.cache])
         return np.array([self.score(a) for a in archs], dtype=np.float64)
 
     # --------------------------------------------------------- SupernetScorer: training on the frozen supernet
@@ -147,6 +238,27 @@ class Evaluator:
         x, y = self.bn_data[step % len(self.bn_data)]
         return self.agent.loss(self.supernet(x, weights, active=active), y)
 
+
+    def score_new(self, keys: list[tuple[int, ...]]) -> None:
+        """Score ``keys`` in lexicographic order (shared prefixes adjacent); cache order stays that of ``keys``."""
+        for key in sorted(keys):
+            self.score(np.asarray(key))
+        for key in keys:
+            self.cache[key] = self.cache.pop(key)
+            self.metrics[key] = self.metrics.pop(key)
+
+    def cache_stats(self) -> dict[str, int | float]:
+        """Prefix-cache counters (items reused vs computed, bytes held); empty when it is off."""
+        return {} if self.prefix_cache is None else self.prefix_cache.stats()
+
+    def describe_cache(self) -> str:
+        """One line for the log: how much the prefix cache saved and held."""
+        stats = self.cache_stats()
+        if not stats:
+            return "prefix cache off"
+        return (f"prefix cache: {stats['hits']} of {stats['hits'] + stats['misses']} layer evaluations reused "
+                f"({stats['hit_rate']:.0%}), peak {stats['peak_bytes'] / 2**20:.0f} MB of "
+                f"{stats['max_bytes'] / 2**20:.0f} MB, {stats['evictions']} evictions")
     def state_dict(self) -> dict[str, object]:
         return {"cache": [[list(k), v] for k, v in self.cache.items()]}
 

@@ -25,12 +25,15 @@ from osnas.training_agents.base import TrainingAgent
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
-def train_weights(supernet: Supernet, arch: Any, batch: Batch, agent: TrainingAgent, updater: Updater) -> torch.Tensor:
-    """One plain weight update on ``batch`` through ``arch`` (a path or mixing weights); the detached loss."""
+def train_weights(supernet: Supernet, arch: Any, batch: Batch, agent: TrainingAgent, updater: Updater,
+                  recompute: bool = False) -> torch.Tensor:
+    """One plain weight update on ``batch`` through ``arch`` (a path or mixing weights); the detached loss.
+
+    ``recompute``: a mixed forward stores only each layer's input (see :meth:`Supernet.forward`)."""
     x, y = batch
     updater.zero_grad()
     with updater.autocast():
-        loss = agent.loss(supernet(x, arch), y)
+        loss = agent.loss(supernet(x, arch, recompute=recompute), y)
     updater.backward(loss)
     updater.step()
     return loss.detach()

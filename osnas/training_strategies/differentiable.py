@@ -19,6 +19,9 @@ class DifferentiableOptions(ArchOptions):
     gumbel: bool = Field(False, description="mix by Gumbel-softmax samples (FBNet) instead of softmax(alpha) (DARTS)")
     tau_start: PositiveFloat = Field(5.0, description="Gumbel temperature at the first epoch (FBNet: 5)")
     tau_end: PositiveFloat = Field(0.5, description="Gumbel temperature at the last epoch; exponential in between")
+    recompute: bool = Field(False, description="memory-lean mixed step: keep only each searchable layer's input "
+                            "and run its candidates again in the backward pass (about 1/3 more compute, "
+                            "a fraction of the memory; results equal up to float rounding)")
 
     @model_validator(mode="after")
     def _cooling(self) -> "DifferentiableOptions":
@@ -56,9 +59,9 @@ class Differentiable(ArchStrategy):
         if self.arch_training:  # first-order: alpha on a val batch, then the weights on the train batch
             x_val, y_val = self.val.next()
             with updater.autocast():
-                task_loss = agent.loss(supernet(x_val, self.mixing_weights()), y_val)
+                task_loss = agent.loss(supernet(x_val, self.mixing_weights(), recompute=self.options.recompute), y_val)
             self.arch_update(self.arch_loss(task_loss, self.probabilities()), updater)
-        return train_weights(supernet, self.mixing_weights().detach(), batch, agent, updater)
+        return train_weights(supernet, self.mixing_weights().detach(), batch, agent, updater, self.options.recompute)
 
     def epoch_metrics(self) -> dict[str, Any]:
         metrics = super().epoch_metrics()

@@ -1,0 +1,115 @@
+"""Prefix-cached (incremental) candidate evaluation gives bit-identical scores to full evaluation."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from osnas.cli.profile import load_space
+from osnas.registry import REGISTRIES
+from osnas.search_spaces.supernet import Supernet
+from osnas.search_strategies.evaluator import Evaluator
+from osnas.search_strategies.prefix_cache import PrefixCache, PrefixState
+from osnas.training import compute_in
+
+
+def agent():
+    from osnas.training_agents.classification import Classification
+
+    criterion_cls = REGISTRIES["criterion"].get("cross_entropy")
+    return Classification(Classification.Options(), criterion_cls(criterion_cls.Options(), 10, 10), 10)
+
+
+def batches(count: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    gen = torch.Generator().manual_seed(seed)
+    return [(torch.randn(4, 3, 16, 16, generator=gen), torch.randint(0, 10, (4,), generator=gen))
+            for _ in range(count)]
+
+
+def candidates(definition, seed: int) -> np.ndarray:
+    """Random archs, mutants of them at random depths (shared prefixes), and exact repeats."""
+    rng = np.random.default_rng(seed)
+    base = definition.sample(rng, 3)
+    mutants = []
+    for arch in base:
+        child = arch.copy()
+        layer = int(rng.integers(1, definition.num_layers))
+        child[layer:] = definition.sample(rng, 1)[0][layer:]
+        mutants.append(child)
+    archs = np.concatenate([base, np.stack(mutants), base[:1]])
+    valid = definition.valid(archs)
+    return archs[valid]
+
+
+def evaluator(supernet: Supernet, cache_mb: float, bn_batches: int = 2) -> Evaluator:
+    return Evaluator(supernet, agent(), batches(bn_batches, 0), batches(2, 1), bn_batches, 2, prefix_cache_mb=cache_mb)
+
+
+def bn_buffers(supernet: Supernet) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in supernet.state_dict().items() if "running" in k or "num_batches" in k}
+
+
+@pytest.mark.parametrize("name", ["proxylessnas", "sgnas"])  # one entry per item, and several
+def test_cached_scores_equal_full_evaluation_bit_for_bit(name):
+    _, definition = load_space(name, ["width_mult=0.25"], 16, 3, 10)
+    torch.manual_seed(0)
+    net = Supernet(definition)
+    with torch.no_grad():  # distinct BN affine parameters, so a wrong stat would change the logits
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    archs = candidates(definition, 0)
+    plain, cached = evaluator(copy.deepcopy(net), 0), evaluator(copy.deepcopy(net), 64)
+    assert plain.prefix_cache is None
+    for part in np.array_split(archs, 2):  # several batches: later ones resume from earlier prefixes
+        assert np.array_equal(plain.evaluate(part), cached.evaluate(part))
+        # the supernet is left as a full recalibration of the last scored candidate leaves it
+        left = bn_buffers(cached.supernet)
+        assert all(torch.equal(v, left[k]) for k, v in bn_buffers(plain.supernet).items())
+    assert plain.metrics == cached.metrics  # loss and top-5 too, bit for bit
+    assert list(plain.cache) == list(cached.cache)  # same cache order (resume states stay comparable)
+    stats = cached.cache_stats()
+    assert stats["hits"] > 0 and stats["misses"] > 0 and 0 < stats["bytes"] <= 64 * 2**20
+
+    shuffled = evaluator(copy.deepcopy(net), 64)
+    order = np.random.default_rng(1).permutation(len(archs))
+    scores = shuffled.evaluate(archs[order])
+    assert np.array_equal(scores, plain.evaluate(archs)[order])
+
+
+def test_tight_cap_evicts_and_stays_exact():
+    _, definition = load_space("proxylessnas", ["width_mult=0.25"], 16, 3, 10)
+    torch.manual_seed(1)
+    net = Supernet(definition)
+    archs = candidates(definition, 3)
+    plain = evaluator(copy.deepcopy(net), 0, bn_batches=1)
+    one_layer = 2 * 4 * 16 * 16 * 16 * 4 * 2  # about two entries of the widest activations
+    tight = evaluator(copy.deepcopy(net), one_layer / 2**20, bn_batches=1)
+    assert np.array_equal(plain.evaluate(archs), tight.evaluate(archs))
+    stats = tight.cache_stats()
+    assert stats["evictions"] > 0 and stats["peak_bytes"] <= one_layer
+
+
+@pytest.mark.parametrize("bn_batches, dtype", [(0, torch.float32), (1, torch.float64)])
+def test_no_recalibration_or_float64_is_exact_too(bn_batches, dtype):
+    _, definition = load_space("spos", ["width_mult=0.25"], 16, 3, 10)
+    torch.manual_seed(2)
+    net = compute_in(Supernet(definition), dtype)  # float64 casts the float32 batches on entry
+    archs = candidates(definition, 5)[:5]
+    plain = evaluator(copy.deepcopy(net), 0, bn_batches=bn_batches)
+    cached = evaluator(copy.deepcopy(net), 16, bn_batches=bn_batches)
+    assert np.array_equal(plain.evaluate(archs), cached.evaluate(archs))
+
+
+def test_lru_keeps_recent_entries_within_the_cap():
+    t = torch.zeros(256)  # 1 KiB
+    cache = PrefixCache(2 * 2048)
+    for key in [(0,), (1,), (2,)]:
+        cache.put(key, PrefixState((t,), (t,), ()))
+    assert cache.lookup((0,)) is None and cache.lookup((1,)) is not None
+    cache.put((3,), PrefixState((t,), (t,), ()))  # (2,) is now the least recently used
+    assert cache.lookup((2,)) is None and cache.lookup((1,)) is not None
+    cache.put((4,), PrefixState((torch.zeros(4096),), (), ()))  # larger than the cap: not kept
+    assert cache.lookup((4,)) is None and cache.bytes == 2 * 2048 and cache.evictions == 2
