@@ -7,7 +7,6 @@ phase skipped (``--supernet``, ``osnas train``).
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -49,7 +48,6 @@ class MainAgent:
 
     def run(self, run: RunDir, reuse_supernet: Path | None = None) -> dict[str, Any]:
         """Every phase whose output ``run`` does not hold yet; returns the content of results.json."""
-        started = time.perf_counter()
         ctx = self.context(run)
         search = SearchPhase(ctx)
         arch = search.reuse()
@@ -59,7 +57,7 @@ class MainAgent:
             arch = search.run(obtain_supernet(supernet, reuse_supernet), supernet.strategy)
         final = FinalPhase(ctx, arch)
         final.run()
-        results = TestPhase(ctx).run(final, started)
+        results = TestPhase(ctx).run(final)
         if self.config.audit.enabled:
             self.audit(run)
         return results

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import logging
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -67,28 +68,62 @@ def make_config(config: ConfigLike, **overrides: Any) -> Config:
 # ----------------------------------------------------------------------------- runs
 
 
+class Backlog(logging.Handler):
+    """Holds what is logged before the run directory exists (setup, lookup table), for its log.txt."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
 @contextlib.contextmanager
-def logging_to(run: RunDir, config: Config) -> Iterator[None]:
-    """While a run executes, the osnas log goes to its log.txt and its metrics to TensorBoard (when enabled)."""
+def info_logged(handler: logging.Handler) -> Iterator[None]:
+    """The osnas log at INFO goes to ``handler`` while the block runs."""
+    logger = logging.getLogger("osnas")
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def logging_to(run: RunDir, config: Config, backlog: Backlog | None = None) -> Iterator[None]:
+    """While a run executes, the osnas log goes to its log.txt (``backlog`` first) and its metrics to
+    TensorBoard (when enabled)."""
     if not distributed.is_main():
         yield
         return
     handler = logging.FileHandler(run.file(artifacts.LOG))
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    logger = logging.getLogger("osnas")
-    level = logger.level
-    logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
+    for record in backlog.records if backlog else ():
+        handler.handle(record)
     board = tb.attach(run, config)
     try:
-        yield
+        with info_logged(handler):
+            yield
     finally:
         if board is not None:
             run.sinks.remove(board)
             board.close()
-        logger.removeHandler(handler)
-        logger.setLevel(level)
         handler.close()
+
+
+def results_text(results: dict[str, Any]) -> str:
+    """The results table as plain text (as the terminal shows it), for log.txt."""
+    from rich.console import Console
+
+    from osnas.summary import summary_table
+
+    console = Console(file=io.StringIO(), width=120, color_system=None)
+    console.print(summary_table(results))
+    return console.file.getvalue().rstrip()
 
 
 @dataclass
@@ -97,27 +132,32 @@ class Launch:
 
     agent: MainAgent
     run: RunDir
-    notes: list[str] = field(default_factory=list)  # for log.txt, known before it was opened
+    backlog: Backlog = field(default_factory=Backlog)  # for log.txt: what was logged before it was opened
 
     def execute(self, reuse_supernet: Path | None = None) -> dict[str, Any]:
-        """Every phase not done yet; returns the content of results.json."""
-        with logging_to(self.run, self.agent.config):
-            for note in self.notes:
-                logging.getLogger("osnas").info(note)
-            return self.agent.run(self.run, reuse_supernet)
+        """Every phase not done yet; returns the content of results.json (its table also goes to log.txt)."""
+        with logging_to(self.run, self.agent.config, self.backlog):
+            results = self.agent.run(self.run, reuse_supernet)
+            logging.getLogger("osnas").info("results:\n%s", results_text({**results, "run_dir": str(self.run.path)}))
+            return results
 
 
-def start_run(config: Config, quiet: bool = True, arch: Path | None = None) -> Launch:
+def start_run(config: Config, quiet: bool = True, arch: Path | None = None, supernet: Path | None = None) -> Launch:
     """A new run of ``config``: components built and checked, then its directory and config written.
 
     ``arch``: an architecture file to train (``osnas train``); it is copied into the run
     (without the search's timings), so a resumed run continues its training.
+    ``supernet``: a trained supernet the run will reuse, checked before the directory is created.
     """
     from osnas.agent import MainAgent
     from osnas.runtime import needed_disk_bytes
 
-    agent = MainAgent(config, quiet=quiet)
-    comp = agent.setup()
+    backlog = Backlog()
+    with info_logged(backlog):
+        agent = MainAgent(config, quiet=quiet)
+        comp = agent.setup()
+    if supernet is not None:
+        artifacts.read_supernet(supernet, comp.definition)
     record = None
     if arch is not None:
         record = artifacts.read_architecture(arch)
@@ -131,7 +171,12 @@ def start_run(config: Config, quiet: bool = True, arch: Path | None = None) -> L
     artifacts.write_config(run, config)
     if record is not None:
         artifacts.write_architecture(run, record.model_copy(update={"supernet_seconds": None, "search_seconds": None}))
-    return Launch(agent, run)
+    return Launch(agent, run, backlog)
+
+
+def is_finished(path: str | Path) -> bool:
+    """Whether the run at ``path`` has its results (a resume would redo the test and overwrite its figures)."""
+    return RunDir.open(path).exists(artifacts.RESULTS)
 
 
 def reopen_run(path: str | Path, quiet: bool = True) -> Launch:
@@ -143,13 +188,20 @@ def reopen_run(path: str | Path, quiet: bool = True) -> Launch:
     run = distributed.rank_view(RunDir.open(path))
     run.lock()
     config = artifacts.read_config(run)
-    agent = MainAgent(config, quiet=quiet)
-    comp = agent.setup()
-    stale = run.remove_temporaries()
-    saved = sum(p.stat().st_size for p in run.path.glob("*.pt"))  # replaced by the new ones
-    check_free_space(run.path, needed_disk_bytes(config, comp.definition) - saved, "the checkpoints of this run")
-    notes = [f"removed unfinished writes of the interrupted run: {', '.join(stale)}"] if stale else []
-    return Launch(agent, run, notes)
+    backlog = Backlog()
+    with info_logged(backlog):
+        agent = MainAgent(config, quiet=quiet)
+        comp = agent.setup()
+        stale = run.remove_temporaries()
+        superseded = run.remove_superseded()
+        saved = sum(p.stat().st_size for p in run.path.glob("*.pt"))  # replaced by the new ones
+        check_free_space(run.path, needed_disk_bytes(config, comp.definition) - saved, "the checkpoints of this run")
+        log = logging.getLogger("osnas")
+        if stale:
+            log.info("removed unfinished writes of the interrupted run: %s", ", ".join(stale))
+        if superseded:
+            log.info("removed per-epoch checkpoints of finished phases: %s", ", ".join(superseded))
+    return Launch(agent, run, backlog)
 
 
 def search(config: ConfigLike, reuse_supernet: str | Path | None = None, quiet: bool = True, **overrides: Any
@@ -159,13 +211,16 @@ def search(config: ConfigLike, reuse_supernet: str | Path | None = None, quiet: 
     ``overrides`` change config keys as nested mappings (``supernet={"epochs": 3}``) or
     dotted keys (``**{"supernet.epochs": 3}``); ``reuse_supernet`` loads a trained ``supernet.pt``.
     """
-    launch = start_run(make_config(config, **overrides), quiet)
-    launch.execute(Path(reuse_supernet) if reuse_supernet else None)
+    supernet = Path(reuse_supernet) if reuse_supernet else None
+    launch = start_run(make_config(config, **overrides), quiet, supernet=supernet)
+    launch.execute(supernet)
     return Run(launch.run.path)
 
 
 def resume(path: str | Path, quiet: bool = True) -> Run:
-    """Continue an interrupted run where its last checkpoint left it."""
+    """Continue an interrupted run where its last checkpoint left it (a finished run is left as it is)."""
+    if is_finished(path):
+        return Run(path)
     launch = reopen_run(path, quiet)
     launch.execute()
     return Run(launch.run.path)

@@ -8,14 +8,16 @@ valid) wherever it is read, and a new field is added in one place.
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional, Union
 
+import torch
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
 from osnas.config import Config, format_validation_error, read_yaml, validate_config
 from osnas.errors import ArchitectureError, OsnasError
-from osnas.run_dir import METRICS_FILE, RUN_MARKER, RunDir, atomic_write_json, load_checkpoint, read_json
+from osnas.run_dir import METRICS_FILE, RUN_MARKER, RunDir, atomic_write_json, load_checkpoint, read_json, short_error
 
 if TYPE_CHECKING:
     import numpy as np
@@ -253,13 +255,35 @@ def _checkpoint(path: Path, keys: tuple[str, ...], what: str, name: str) -> dict
 
 
 def read_supernet(path: Path, definition: SpaceDefinition) -> dict[str, Any]:
-    """A trained supernet (``RUN/supernet.pt``) for ``definition``: weights, strategy state, timings."""
-    state = _checkpoint(path, ("model", "strategy"), "supernet", SUPERNET)
-    if state.get("space_hash") != definition.fingerprint():
+    """A trained supernet (``RUN/supernet.pt``) for ``definition``: weights, strategy state, timings.
+
+    Checked against the space without building it (on the meta device), so ``--supernet`` can be
+    checked before the run directory is created and a wrong file leaves nothing behind.
+    """
+    from osnas.search_spaces.supernet import Supernet  # the space code imports the run-file helpers
+
+    path = Path(path)
+    usage = f"--supernet takes the {SUPERNET} of a search run (RUN/{SUPERNET})"
+    if path.is_dir():
+        raise OsnasError(f"{path} is a directory; {usage}")
+    state = load_checkpoint(path)
+    if not isinstance(state, dict) or not {"model", "strategy", "space_hash"} <= set(state):
+        kind = (f"a trained child network ({MODEL}, for osnas evaluate)" if isinstance(state, dict)
+                and "indices" in state else "not an osnas supernet checkpoint")
+        raise OsnasError(f"{path} is {kind}; {usage}")
+    if state["space_hash"] != definition.fingerprint():
         raise OsnasError(
             f"{path} was trained on a different search space definition than this config's "
             f"{definition.name!r} (space, its options and the input size must match)"
         )
+    with torch.device("meta"):
+        model = Supernet(definition)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # copying into meta tensors is a shape check only, as wanted
+            model.load_state_dict(state["model"])
+    except (RuntimeError, TypeError, KeyError, AttributeError) as exc:
+        raise OsnasError(f"{path} does not fit this config's supernet ({short_error(exc)}); {usage}") from None
     return state
 
 

@@ -18,6 +18,7 @@ from osnas.config import Config, validate_config
 from osnas.constraint import Constraint
 from osnas.dataflows.base import Dataflow
 from osnas.errors import OsnasError
+from osnas.input_check import check_input_size
 from osnas.registry import REGISTRIES
 from osnas.search_spaces.base import SearchSpace, SpaceDefinition
 from osnas.search_spaces.lookup_table import LookupTable
@@ -69,13 +70,15 @@ def config_definition(config: Config) -> SpaceDefinition:
 
 def build_components(config: Config, device: torch.device, cache_dir: Path | None) -> Components:
     """Data, task, space definition, lookup table and constraint for a config."""
+    space: SearchSpace = REGISTRIES["search_space"].get(config.search_space.name)(config.search_space.options)
+    data = config.dataflow.options
+    check_input_size(space, data.input_size, data.batch_size, device, "dataflow.input_size")  # before loading data
     dataflow = make_dataflow(config, device)
     output_dim = task_shape(config, dataflow)
     criterion_cls = REGISTRIES["criterion"].get(config.criterion.name)
     criterion = criterion_cls(config.criterion.options, dataflow.num_classes, output_dim).to(device, DTYPES[config.dtype])
     agent_cls = REGISTRIES["training_agent"].get(config.task.name)
     training_agent: TrainingAgent = agent_cls(config.task.options, criterion, dataflow.num_classes)
-    space: SearchSpace = REGISTRIES["search_space"].get(config.search_space.name)(config.search_space.options)
     definition = space.define(dataflow.input_size, dataflow.in_channels, output_dim)
     lt = config.lookup_table
     lut, note = distributed.from_main(lambda: LookupTable.load_or_build(

@@ -10,21 +10,28 @@ valid keys.
 from __future__ import annotations
 
 import difflib
+import re
+import reprlib
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Literal, Optional, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, field_validator,
+                      model_validator)
 
 from osnas.errors import ConfigError
 from osnas.registry import REGISTRIES
 
 
 class Section(BaseModel):
-    """Base for every config section: unknown keys are errors."""
+    """Base for every config section: unknown keys are errors, and nothing is coerced.
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    Strict types: ``batch_size: true`` or ``epochs: "3"`` is an error rather than 1
+    or 3, and a number must be finite (``lr: .inf`` is refused).
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False)
 
 
 class ComponentOptions(Section):
@@ -110,9 +117,24 @@ class StoreConfig(Section):
     dir: Optional[str] = None
 
 
+# a run directory is <name>-<timestamp>[-n]: room for the suffix within a file name's 255 bytes
+MAX_NAME_BYTES = 200
+
+
 class OutputConfig(Section):
     dir: str = "runs"
     name: str = "run"
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        """The run directory is ``<dir>/<name>-<timestamp>``: a path in the name would put it elsewhere."""
+        bad = any(c in value for c in ("/", "\\", "\0")) or value != value.strip()
+        if not value or value in (".", "..") or bad or len(value.encode()) > MAX_NAME_BYTES:
+            raise ValueError(f"output.name must be a plain file name (no '/', '\\', not '.' or '..', no leading or "
+                             f"trailing space, at most {MAX_NAME_BYTES} bytes), got {shown(value)}; "
+                             "the run directory goes in output.dir")
+        return value
 
 
 class LoggingConfig(Section):
@@ -120,8 +142,12 @@ class LoggingConfig(Section):
     progress: bool = True
 
 
+# what numpy's and scikit-learn's seeds accept
+MAX_SEED = 2**32 - 1
+
+
 class FrameworkConfig(Section):
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     device: str = "auto"
     deterministic: bool = False
     dtype: Literal["float32", "float64"] = "float32"
@@ -202,6 +228,21 @@ class Config(FrameworkConfig):
 
 
 BOUNDS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+MAX_SHOWN = 200  # characters of a user's value repeated in a message
+
+
+def shown(value: Any) -> str:
+    """``repr(value)`` cut to a readable length, at a bounded cost whatever the value's size."""
+    short = reprlib.Repr()
+    short.maxlevel, short.maxdict, short.maxlist, short.maxtuple, short.maxset = 3, 8, 8, 8, 8
+    short.maxstring = short.maxother = short.maxlong = MAX_SHOWN
+    return clip(short.repr(value))
+
+
+def clip(text: str) -> str:
+    """``text`` cut to :data:`MAX_SHOWN` characters."""
+    return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 3] + "..."
+
 TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 
 
@@ -258,7 +299,7 @@ def _origin(key: str, source: str, overrides: tuple[str, ...]) -> str:
     for item in overrides:
         path = item.split("=", 1)[0].strip()
         if key == path or key.startswith(path + ".") or path.startswith(key + "."):
-            return f"--set {item}"
+            return f"--set {clip(item)}"
     return source
 
 
@@ -283,16 +324,87 @@ def format_validation_error(exc: ValidationError, model: type[BaseModel], source
         elif err["type"] == "missing":
             lines.append(f"{where}: missing required key '{key}'")
         elif err["type"] == "literal_error":
-            lines.append(f"{where}: key '{key}': got {err.get('input')!r}; {err['msg'].lower()}")
+            lines.append(f"{where}: key '{key}': got {shown(err.get('input'))}; {err['msg'].lower()}")
         elif err["type"] in ("value_error", "assertion_error"):
             lines.append(f"{where}: key '{key}': {err['msg'].removeprefix('Value error, ')}")
         else:
             lines.append(f"{where}: key '{key}': {err['msg'].lower()} "
-                         f"(got {err.get('input')!r}; expected {_expected(model, loc)})")
+                         f"(got {shown(err.get('input'))}; expected {_expected(model, loc)})")
     return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------- loading
+
+
+# far beyond any real config (a handful of levels, hundreds of values), far below what would exhaust memory
+MAX_DEPTH = 50
+MAX_NODES = 100_000
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice, absurd nesting and alias bombs, naming where."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise yaml.YAMLError(f"nested more than {MAX_DEPTH} levels deep (line {self.peek_event().start_mark.line + 1})")
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        lines: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # '<<: *base' then overriding keys is intended
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, (str, int, float, bool)) and key in lines:
+                raise yaml.YAMLError(f"key {shown(key)} is given twice, on line {lines[key]} and line "
+                                     f"{key_node.start_mark.line + 1}; keep one")
+            if isinstance(key, (str, int, float, bool)):
+                lines[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
+# YAML 1.1 reads 1e6 (no dot) as a string; read it as the number everyone means (YAML 1.2 does)
+ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def expanded_size(node: yaml.Node, sizes: dict[int, int] | None = None) -> int:
+    """Values in the document once every alias is expanded (counted per shared node, so it costs little)."""
+    sizes = {} if sizes is None else sizes
+    if id(node) not in sizes:
+        sizes[id(node)] = 1  # a node that refers to itself counts once
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        sizes[id(node)] = 1 + sum(min(expanded_size(c, sizes), MAX_NODES + 1) for c in children)
+    return sizes[id(node)]
+
+
+def parse_yaml(text: str) -> Any:
+    """Safe-load YAML text with the checks of :class:`ConfigLoader` and a limit on the expanded size."""
+    loader = ConfigLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if expanded_size(node) > MAX_NODES:
+            raise yaml.YAMLError(f"expands to more than {MAX_NODES} values (aliases repeated inside aliases?)")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -301,12 +413,14 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
+        data = parse_yaml(path.read_text())
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        problem = exc.problem or str(exc).splitlines()[0]
         raise ConfigError(f"{path}: malformed YAML{where}: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a text file") from None
     if data is None:
@@ -320,15 +434,17 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]
     """Apply ``a.b=value`` overrides; values are parsed as YAML scalars (``5``, ``true``, ``[1, 2]``)."""
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected KEY.PATH=VALUE, e.g. supernet.epochs=3")
+            raise ConfigError(f"--set {shown(item)}: expected KEY.PATH=VALUE, e.g. supernet.epochs=3")
         key, raw = item.split("=", 1)
         parts = key.strip().split(".")
         if not all(parts):
-            raise ConfigError(f"--set {item!r}: empty key in path {key!r}")
+            raise ConfigError(f"--set {shown(item)}: empty key in path {shown(key)}")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
+            value = parse_yaml(raw) if raw.strip() else ""
+        except yaml.MarkedYAMLError:
             value = raw
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {shown(item)}: {exc}") from None
         node = data
         for i, part in enumerate(parts[:-1]):
             child = node.get(part)
@@ -337,7 +453,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]
             elif isinstance(child, str) and part in COMPONENT_SECTIONS:
                 child = {"name": child}
             elif not isinstance(child, dict):
-                raise ConfigError(f"--set {item!r}: '{'.'.join(parts[: i + 1])}' is a value, not a section")
+                raise ConfigError(f"--set {shown(item)}: '{'.'.join(parts[: i + 1])}' is a value, not a section")
             node[part] = child
             node = child
         node[parts[-1]] = value
@@ -351,18 +467,18 @@ def _validate_component(section: str, value: Any, source: str, overrides: tuple[
     if isinstance(value, str):
         value = {"name": value}
     if not isinstance(value, dict):
-        raise ConfigError(f"{source}: key '{section}' must be a component name or a mapping with 'name', got {value!r}")
+        raise ConfigError(f"{source}: key '{section}' must be a component name or a mapping with 'name', got {shown(value)}")
     options = dict(value)
     name = options.pop("name", default)
     where = _origin(f"{section}.name", source, overrides)
     if not isinstance(name, str):
-        raise ConfigError(f"{where}: key '{section}.name' must be a string, got {name!r}")
+        raise ConfigError(f"{where}: key '{section}.name' must be a string, got {shown(name)}")
     registry = REGISTRIES[kind]
     if name not in registry:
         close = difflib.get_close_matches(name, registry.names(), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ConfigError(
-            f"{where}: key '{section}.name': unknown {kind} {name!r}; registered: {', '.join(registry.names())}{hint}"
+            f"{where}: key '{section}.name': unknown {kind} {shown(name)}; registered: {', '.join(registry.names())}{hint}"
         )
     cls = registry.get(name)
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
 import shutil
 import signal
@@ -23,17 +24,28 @@ from typing import Any, Callable, Iterator
 import torch
 
 from osnas.errors import OsnasError
+from osnas.output_dir import check_output_dir
 
 try:
     import fcntl
 except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
+log = logging.getLogger("osnas")
 RUN_MARKER = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
 LOCK_FILE = ".lock"
 TEMP_SUFFIX = ".tmp"
 INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
+# (a phase's finished output, the per-epoch checkpoint it replaces)
+SUPERSEDED = (("supernet.pt", "supernet_last.pt"), ("architecture.json", "search_state.pt"),
+              ("model.pt", "final_last.pt"))
+
+
+def short_error(exc: BaseException) -> str:
+    """An exception's first line, shortened (a load_state_dict error lists every mismatched tensor)."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 @contextlib.contextmanager
@@ -64,10 +76,22 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         _write_replace(path, data)
 
 
+def plain_write_mode(path: Path) -> int:
+    """The permission bits ``open(path, "w")`` would leave: an existing file's, else 0o666 less the umask."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def _write_replace(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = plain_write_mode(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
+        os.fchmod(fd, mode)  # mkstemp makes it private (0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -153,21 +177,30 @@ def load_checkpoint(path: Path) -> Any:
         if "WeightsUnpickler error:" in text:  # torch's long advice on weights_only; only its cause matters here
             cause = text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0].split(". ")[0]
             reason = f"not loadable as tensors and plain data with torch.load(weights_only=True): {cause}"
+        elif text.startswith("Weights only load failed"):  # newer torch: advice, then the cause, then a link
+            parts = [part.strip() for part in text.split("\n\n") if part.strip()]
+            cause = parts[1].splitlines()[0] if len(parts) > 2 else "a type it does not allow"
+            reason = f"not loadable as tensors and plain data with torch.load(weights_only=True): {cause}"
         else:
-            reason = f"{type(exc).__name__}: {(text.strip().splitlines() or [''])[0][:200]}"
+            reason = f"{type(exc).__name__}: {short_error(exc)}"
         raise OsnasError(f"checkpoint {path} is corrupt or not an osnas checkpoint ({reason})") from None
 
 
 def free_bytes(path: Path) -> int:
     """Free bytes on the file system that holds ``path`` (or its nearest existing parent)."""
+    return shutil.disk_usage(nearest_existing(path)).free
+
+
+def nearest_existing(path: Path) -> Path:
     path = Path(path).absolute()
     while not path.exists() and path != path.parent:
         path = path.parent
-    return shutil.disk_usage(path).free
+    return path
 
 
 def check_free_space(path: Path, needed: int, what: str) -> None:
-    """Fail before a long run starts when its checkpoints cannot fit on the disk."""
+    """Fail before a long run starts when its checkpoints cannot be written: a read-only place or a full disk."""
+    check_output_dir(path)  # a read-only place may report no free space: say what is really wrong
     free = free_bytes(path)
     if free < needed:
         raise OsnasError(
@@ -186,6 +219,15 @@ def read_json(path: Path) -> Any:
         raise OsnasError(f"{path} is not valid JSON ({exc})") from None
 
 
+def describe_record(record: dict[str, Any]) -> str:
+    """One metrics record as a log line: ``supernet: epoch 1, loss 2.303, lr 0.05, seconds 1.2``."""
+    def value(v: Any) -> str:
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    fields = ", ".join(f"{k} {value(v)}" for k, v in record.items() if k != "phase" and not isinstance(v, (dict, list)))
+    return f"{record.get('phase', 'metrics')}: {fields}"
+
+
 class RunDir:
     """One directory per run: ``<output.dir>/<name>-<timestamp>[-n]``."""
 
@@ -198,6 +240,8 @@ class RunDir:
     def create(cls, root: str | Path, name: str) -> "RunDir":
         """A new directory that never reuses an earlier run's."""
         root = Path(root)
+        if name in ("", ".", "..") or Path(name).name != name or "\\" in name:
+            raise OsnasError(f"run name {name!r} must be a plain name (no path); the run directory goes in {root}")
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -264,6 +308,48 @@ class RunDir:
                              f"{recover}")
         return state
 
+    @contextlib.contextmanager
+    def restoring(self, name: str) -> Iterator[None]:
+        """Loading a checkpoint's states into this run's objects: a mismatch is a clear error, not a traceback.
+
+        Another search space's ``supernet_last.pt`` fails inside ``load_state_dict``
+        (size mismatch), a damaged entry with a TypeError or KeyError.
+        """
+        try:
+            yield
+        except OsnasError:
+            raise
+        except (RuntimeError, KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            raise self.mismatch(name, f"{type(exc).__name__}: {short_error(exc)}") from None
+
+    def mismatch(self, name: str, why: str) -> OsnasError:
+        path = self.path / name
+        return OsnasError(f"checkpoint {path} does not match this run ({why}); delete it to start the phase again, "
+                          f"then resume: osnas search --resume {self.path}")
+
+    def check_resume_state(self, name: str, state: dict[str, Any], epochs: int) -> None:
+        """The per-epoch fields of a ``<phase>_last.pt`` have the types this osnas writes (checked before use)."""
+        epoch = state["epoch"]
+        if type(epoch) is not int or not 0 <= epoch < epochs:
+            raise self.mismatch(name, f"'epoch' must be an integer in 0..{epochs - 1}, got {epoch!r:.80}")
+        rng = state["rng"]
+        if not isinstance(rng, dict) or not {"python", "numpy", "torch"} <= set(rng):
+            raise self.mismatch(name, "'rng' must hold the python, numpy and torch generator states")
+        for key in ("model", "criterion", "updater", "loader", "seconds"):
+            if not isinstance(state[key], dict):
+                raise self.mismatch(name, f"'{key}' must be a mapping, got {type(state[key]).__name__}")
+        if not state["updater"] or not state["model"]:
+            raise self.mismatch(name, "its 'model' or 'updater' entry is empty")
+        if not all(type(v) in (int, float) for v in state["seconds"].values()):
+            raise self.mismatch(name, "'seconds' must map phases to numbers")
+
+    def remove_superseded(self) -> list[str]:
+        """Delete a phase's per-epoch checkpoint whose finished output exists (a kill between the two writes)."""
+        stale = [last for done, last in SUPERSEDED if self.exists(done) and self.exists(last)]
+        for name in stale:
+            self.file(name).unlink(missing_ok=True)
+        return stale
+
     def remove_temporaries(self) -> list[str]:
         """Delete the temporary files of writes that a killed process left unfinished."""
         stale = [p for p in self.path.glob(f".*{TEMP_SUFFIX}") if p.is_file()]
@@ -303,6 +389,7 @@ class RunDir:
         with self._writing(METRICS_FILE), deferred_interrupts(), open(self.path / METRICS_FILE, "a") as handle:
             handle.write(line)
             handle.flush()
+        log.info("%s", describe_record(record))
         for sink in self.sinks:
             sink(record)
 

@@ -123,7 +123,7 @@ def test_output_directory_that_cannot_be_created(capsys, tmp_path, lut_dir):
     config = write_config(tmp_path / "c.yaml", small_config(tmp_path, lut_dir, output={"dir": str(blocker / "runs")}))
     code, _, err = run_cli(capsys, "search", "--config", str(config))
     assert code == 2 and "Traceback" not in err
-    assert f"cannot create output directory {blocker / 'runs'}" in " ".join(err.split())
+    assert f"cannot write into {blocker / 'runs'}: {blocker} is a file, not a directory" in " ".join(err.split())
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
@@ -132,7 +132,7 @@ def test_output_directory_without_write_permission(capsys, tmp_path, lut_dir):
     locked.mkdir(mode=0o500)
     config = write_config(tmp_path / "c.yaml", small_config(tmp_path, lut_dir, output={"dir": str(locked)}))
     code, _, err = run_cli(capsys, "search", "--config", str(config))
-    assert code == 2 and "is not writable" in err
+    assert code == 2 and "is read-only" in err
 
 
 # ----------------------------------------------------------------------------- interrupts

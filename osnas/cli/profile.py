@@ -14,6 +14,7 @@ from osnas.cli.app import app, out
 from osnas.config import apply_overrides
 from osnas.components import make_space
 from osnas.errors import OsnasError
+from osnas.input_check import check_defined_input
 from osnas.profiling import profile_architecture
 from osnas.runtime import resolve_device
 from osnas.search_spaces.base import SearchSpace, SpaceDefinition
@@ -58,6 +59,7 @@ def profile(
         raise OsnasError(f"--device {device!r}: use cpu, cuda, cuda:N or auto")
     definition, vector = resolve_network(arch, search_space, input_size, channels, classes,
                                          space_options(set_space or []))
+    check_defined_input(definition, 1, "cpu", "--input-size")  # MACs are counted on the CPU
     result = profile_architecture(definition, vector, device, runs)
     if as_json:
         typer.echo(json.dumps(result))

@@ -74,11 +74,15 @@ def search(
         if config is not None or set_ or supernet is not None:
             raise OsnasError(f"--resume continues {resume} with the config.yaml saved in it; "
                              "drop --config, --set and --supernet")
+        if api.is_finished(resume):
+            out.print(f"run {resume} is finished (results.json is there); nothing to resume, nothing changed. "
+                      f"See: osnas report {resume}", markup=False, highlight=False, soft_wrap=True)
+            return
         launch = api.reopen_run(resume, quiet)
     else:
         if config is None:
             raise OsnasError("osnas search needs --config CONFIG (or --resume RUN_DIR)")
-        launch = api.start_run(load_config(config, set_ or []), quiet)
+        launch = api.start_run(load_config(config, set_ or []), quiet, supernet=supernet)
     with resumable(launch.run):
         results = launch.execute(supernet)
     finish(results, launch.run, quiet)

@@ -15,7 +15,7 @@ from osnas.registry import register
 
 class DigitsOptions(DataflowOptions):
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
-    split_seed: int = 0
+    split_seed: int = Field(0, ge=0, le=2**32 - 1)
     crop_padding: int = Field(2, ge=0)
 
 
@@ -34,7 +34,8 @@ class Digits(Dataflow):
         images = resize(images, options.input_size)
         self.labels = torch.tensor(data.target, dtype=torch.long)
         # the test split depends only on split_seed, so runs with different seeds share it
-        self.train_idx, self.test_idx = split_indices(data.target, options.test_fraction, options.split_seed)
+        self.train_idx, self.test_idx = split_indices(data.target, options.test_fraction, options.split_seed,
+                                                     "dataflow.test_fraction")
         train = images[self.train_idx]
         self.images = normalize(images, train.mean(dim=(0, 2, 3)), train.std(dim=(0, 2, 3)))
         self.search_train_idx, self.search_val_idx = split_indices(

@@ -34,6 +34,7 @@ log = logging.getLogger("osnas")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
 # what Pillow raises for a truncated, foreign or oversized file
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+CORRUPT_SHARE = 0.01  # above this share of undecodable images an epoch warns
 
 
 def list_images(folder: Path) -> list[str]:
@@ -63,8 +64,16 @@ def scan_class_folders(root: Path, what: str) -> tuple[list[str], np.ndarray, np
             raise DataError(f"{what}: class folder {root / name} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
         paths += [f"{name}/{image}" for image in images]
         labels += [label] * len(images)
-    # fixed-width bytes: no per-path Python objects for forked workers to copy
-    return classes, np.array(paths, dtype=np.bytes_), np.array(labels, dtype=np.int64)
+    return classes, path_array(paths), np.array(labels, dtype=np.int64)
+
+
+def path_array(paths: list) -> np.ndarray:
+    """Relative paths as fixed-width bytes (no per-path Python objects for forked workers to copy).
+
+    Encoded as the file system encodes names (UTF-8, undecodable bytes kept), so any file name works.
+    """
+    return np.array([[os.fsencode(p) for p in item] if isinstance(item, (list, tuple)) else os.fsencode(item)
+                     for item in paths], dtype=np.bytes_)
 
 
 def crop_box(width: int, height: int, side: float) -> tuple[float, float, float, float]:
@@ -162,7 +171,7 @@ class ImageDataset(Dataset):
         return len(self.labels)
 
     def path(self, index: int, k: int = 0) -> str:
-        return os.path.join(self.root, self.rel[index, k].decode())
+        return os.path.join(self.root, os.fsdecode(self.rel[index, k]))
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[tuple[torch.Tensor, ...], np.generic] | Skipped:
         index, seed = key
@@ -243,14 +252,22 @@ class FolderLoader(SeededLoader):
         loader = DataLoader(self.dataset, batch_sampler=batches, num_workers=self.num_workers, collate_fn=collate,
                             pin_memory=self.device.type == "cuda")
         skipped: list[Skipped] = []
+        used = 0
         try:
             for x, y, bad in loader:
                 skipped += bad
                 if x is not None:
+                    used += len(y)
                     x = x.to(self.device, non_blocking=True)
                     yield to_float(x, self.mean, self.std), y.to(self.device, non_blocking=True)
+            if skipped and not used:
+                raise DataError(f"none of the {len(skipped)} images read from {self.dataset.root} could be decoded, "
+                                f"e.g. {skipped[0].path}: {skipped[0].reason}; replace or remove the broken files")
         finally:
             if skipped:
                 self.skipped += len(skipped)
-                log.warning("skipped %d undecodable image(s) this epoch (%d in all), e.g. %s: %s",
-                            len(skipped), self.skipped, skipped[0].path, skipped[0].reason)
+                share = len(skipped) / max(1, len(skipped) + used)
+                # a few broken files in a large dataset are normal; more is worth the user's attention
+                log.log(logging.WARNING if share > CORRUPT_SHARE else logging.INFO,
+                        "skipped %d undecodable image(s) this epoch (%.1f%% of those read; %d in all), e.g. %s: %s",
+                        len(skipped), 100 * share, self.skipped, skipped[0].path, skipped[0].reason)

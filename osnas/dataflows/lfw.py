@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from osnas.dataflows.folder import path_array
 from osnas.errors import DataError
 
 PAIR_FORMAT = "'name idx1 idx2' (same person) or 'name1 idx1 name2 idx2' (different people)"
@@ -86,4 +87,4 @@ def read_pairs(lfw_root: Path, pairs: str | None = None) -> Pairs:
                 raise DataError(f"{path}:{lineno} names {lfw_root / image}, which does not exist")
         rel.append(pair)
         same.append(len(fields) == 3)
-    return Pairs(np.array(rel, dtype=np.bytes_), np.array(same, dtype=bool), folds)
+    return Pairs(path_array(rel), np.array(same, dtype=bool), folds)

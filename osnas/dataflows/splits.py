@@ -7,14 +7,19 @@ import numpy as np
 from osnas.errors import DataError
 
 
-def split_indices(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(keep, held_out) index arrays; ``held_out`` has ``fraction`` of the samples, stratified when possible."""
+def split_indices(labels: np.ndarray, fraction: float, seed: int,
+                  key: str = "dataflow.val_fraction") -> tuple[np.ndarray, np.ndarray]:
+    """(keep, held_out) index arrays; ``held_out`` has ``fraction`` of the samples, stratified when possible.
+
+    ``key`` names the option that set ``fraction``, for the error when a split would be empty.
+    """
     from sklearn.model_selection import train_test_split  # imported here: it costs seconds at start-up
 
     labels = np.asarray(labels)
     idx = np.arange(labels.shape[0])
     counts = np.bincount(labels) if labels.size else np.array([])
     stratify = labels if counts.size and counts[counts > 0].min() >= 2 else None
+    check_fraction(len(idx), int((counts > 0).sum()) if stratify is not None else 1, fraction, key)
     keep, held = train_test_split(idx, test_size=fraction, random_state=seed, stratify=stratify)
     return np.sort(keep), np.sort(held)
 
@@ -39,6 +44,18 @@ def split_by_class(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.n
     held_classes = order[: max(2, min(closest, present.size - 1))]
     held = np.isin(labels, held_classes)
     return np.flatnonzero(~held), np.flatnonzero(held)
+
+
+def check_fraction(samples: int, per_split: int, fraction: float, key: str) -> None:
+    """Both sides of a split need ``per_split`` samples (one per class when stratified), else say what is valid."""
+    held = int(np.ceil(fraction * samples))  # as scikit-learn rounds
+    if held >= per_split and samples - held >= per_split:
+        return
+    low, high = per_split / samples, (samples - per_split) / samples
+    valid = (f"a value between {low:.4g} and {high:.4g}" if low <= high
+             else f"none: {samples} samples cannot fill two splits of {per_split}; lower the other fractions")
+    raise DataError(f"{key}={fraction:g} splits {samples} samples into {samples - held} and {held}; each side needs "
+                    f"at least {per_split} ({'one per class' if per_split > 1 else 'one sample'}); valid: {valid}")
 
 
 def class_counts(labels: np.ndarray, names: list[str] | None = None) -> dict[str, int]:

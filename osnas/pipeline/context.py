@@ -18,18 +18,31 @@ log = logging.getLogger("osnas")
 
 @dataclass
 class PhaseTimer:
-    """Seconds per phase, carried across resumes through the checkpoints."""
+    """Seconds per phase, carried across resumes through the checkpoints.
+
+    ``total``: the time of every process of the run up to now (saved with each state).
+    """
 
     seconds: dict[str, float] = field(default_factory=dict)
     setup_seconds: float = 0.0  # this process's lookup-table phase, added to a resumed run's
+    started: float = field(default_factory=time.perf_counter)
+    earlier: float = 0.0  # total of the processes before this one, up to their last saved state
 
     def add(self, phase: str, start: float) -> None:
         self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - start
+        self.seconds["total"] = self.total()
+
+    def total(self) -> float:
+        return self.earlier + time.perf_counter() - self.started
 
     def restore(self, saved: dict[str, float]) -> None:
         """Continue the accounting of a resumed run: saved phases, plus this process's own setup time."""
         for phase, seconds in saved.items():
-            self.seconds[phase] = float(seconds) + (self.setup_seconds if phase == "lookup_table" else 0.0)
+            if phase == "total":
+                self.earlier = max(self.earlier, float(seconds))
+            else:
+                self.seconds[phase] = float(seconds) + (self.setup_seconds if phase == "lookup_table" else 0.0)
+        self.seconds["total"] = self.total()
 
 
 def say(message: str, quiet: bool) -> None:

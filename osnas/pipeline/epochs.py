@@ -100,7 +100,9 @@ class TrainingPhase(ABC):
         if not self.ctx.run.exists(self.last_file):
             return None
         state = self.ctx.run.load_checkpoint(self.last_file, RESUME_KEYS + extra_keys)
-        self.load_state_dict(state)
+        self.ctx.run.check_resume_state(self.last_file, state, self.cfg.epochs)
+        with self.ctx.run.restoring(self.last_file):
+            self.load_state_dict(state)
         self.ctx.say(f"{self.name}: resuming after epoch {self.epoch + 1}")
         return state
 

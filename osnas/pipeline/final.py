@@ -49,8 +49,9 @@ class FinalPhase(TrainingPhase):
         self.forward = self.compiled() if self.cfg.compile else self.model
         if ctx.run.exists(MODEL):
             state = ctx.run.load_checkpoint(MODEL, ("model",))
-            self.model.load_state_dict(state["model"])
-            ctx.timer.restore(state.get("seconds", {}))
+            with ctx.run.restoring(MODEL):
+                self.model.load_state_dict(state["model"])
+                ctx.timer.restore(state.get("seconds", {}))
             return self.model
         self.train_epochs()
         ctx.run.save_checkpoint(MODEL, artifacts.model_state(self.model.state_dict(), ctx.components.definition.name,

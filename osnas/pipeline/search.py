@@ -47,16 +47,18 @@ class SearchPhase:
         return arch
 
     def state_dict(self) -> dict[str, Any]:
-        seconds = {**self.ctx.timer.seconds, "search": self.resumed_seconds + time.perf_counter() - self.begin}
+        seconds = {**self.ctx.timer.seconds, "search": self.resumed_seconds + time.perf_counter() - self.begin,
+                   "total": self.ctx.timer.total()}
         return {"strategy": self.strategy_state, "evaluator": self.evaluator.state_dict(), "seconds": seconds,
                 "logged": self.logged}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        with self.ctx.run.restoring(SEARCH_STATE):
+            self.strategy.load_state_dict(state["strategy"])
+            self.evaluator.load_state_dict(state["evaluator"])
+            self.ctx.timer.restore(state["seconds"])
+            self.logged = int(state["logged"])
         self.strategy_state = state["strategy"]
-        self.strategy.load_state_dict(state["strategy"])
-        self.evaluator.load_state_dict(state["evaluator"])
-        self.ctx.timer.restore(state["seconds"])
-        self.logged = state["logged"]
 
     def run(self, supernet: Supernet, training_strategy: TrainingStrategy) -> np.ndarray:
         """Search, check the result against the constraint, write architecture.json (and pareto.json)."""

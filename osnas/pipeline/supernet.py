@@ -43,9 +43,10 @@ class SupernetPhase(TrainingPhase):
                                           + list(self.ctx.components.training_agent.criterion.parameters()))
         if self.ctx.run.exists(SUPERNET):
             state = self.ctx.run.load_checkpoint(SUPERNET, ("model", "strategy"))
-            self.restore(state)
+            with self.ctx.run.restoring(SUPERNET):
+                self.restore(state)
+                self.ctx.timer.restore(state.get("seconds", {}))
             self.ctx.say("supernet: reusing the trained supernet of this run")
-            self.ctx.timer.restore(state.get("seconds", {}))
             return self.model
         self.resume(("strategy",))
         self.train_epochs()

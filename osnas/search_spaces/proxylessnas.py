@@ -34,7 +34,8 @@ def mbconv_candidates(kernels: tuple[int, ...], expansions: tuple[int, ...], act
 
 class ProxylessOptions(ScalableOptions):
     stage_widths: tuple[PositiveInt, PositiveInt, PositiveInt, PositiveInt, PositiveInt, PositiveInt] = Field(
-        (32, 40, 80, 96, 192, 320), description="channels of the six searchable stages at width_mult 1.0"
+        (32, 40, 80, 96, 192, 320), strict=False,  # a YAML list is a tuple here
+        description="channels of the six searchable stages at width_mult 1.0"
     )
     max_blocks_per_stage: Optional[PositiveInt] = Field(
         None, description="cap on searchable blocks per stage (a shallower space for small data and quick runs)"
