@@ -136,10 +136,13 @@ class Launch:
 
     def execute(self, reuse_supernet: Path | None = None) -> dict[str, Any]:
         """Every phase not done yet; returns the content of results.json (its table also goes to log.txt)."""
-        with logging_to(self.run, self.agent.config, self.backlog):
-            results = self.agent.run(self.run, reuse_supernet)
-            logging.getLogger("osnas").info("results:\n%s", results_text({**results, "run_dir": str(self.run.path)}))
-            return results
+        try:
+            with logging_to(self.run, self.agent.config, self.backlog):
+                results = self.agent.run(self.run, reuse_supernet)
+                logging.getLogger("osnas").info("results:\n%s", results_text({**results, "run_dir": str(self.run.path)}))
+                return results
+        finally:
+            self.run.unlock()
 
 
 def start_run(config: Config, quiet: bool = True, arch: Path | None = None, supernet: Path | None = None) -> Launch:

@@ -288,6 +288,12 @@ class RunDir:
         handle.flush()
         self._lock = handle
 
+    def unlock(self) -> None:
+        """Release the claim before the process ends (a later command in the same process may take it)."""
+        if self._lock is not None:
+            self._lock.close()  # closing the descriptor drops the flock
+            self._lock = None
+
     def file(self, name: str) -> Path:
         return self.path / name
 

@@ -43,8 +43,11 @@ def audit(
     )
     job = Audit(run, settings, quiet=quiet, say=lambda message: out.print(message, highlight=False, soft_wrap=True))
     run.lock()
-    with logging_to(run, config), resumable(run, f"osnas audit --run {run.path}"):
-        result = job.run_all()
+    try:
+        with logging_to(run, config), resumable(run, f"osnas audit --run {run.path}"):
+            result = job.run_all()
+    finally:
+        run.unlock()
     if not distributed.is_main():
         return
     out.print(audit_table(result))
