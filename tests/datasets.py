@@ -111,3 +111,18 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
     code = call_cli(*args)
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def interrupt_after(checkpoint: str):
+    """A ``RunDir.save_checkpoint`` that raises KeyboardInterrupt right after writing ``checkpoint`` (as Ctrl-C would)."""
+    from osnas.run_dir import RunDir
+
+    save = RunDir.save_checkpoint
+
+    def save_then_interrupt(self, name, obj):
+        path = save(self, name, obj)
+        if name == checkpoint:
+            raise KeyboardInterrupt
+        return path
+
+    return save_then_interrupt

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.datasets import run_cli, write_cifar10
+from tests.datasets import interrupt_after, run_cli, write_cifar10
 from tests.test_bad_input import config, fails, lut_dir  # noqa: F401  (fixtures)
 
 
@@ -172,16 +172,8 @@ def interrupted(tmp_path_factory, lut_dir) -> Path:
     from osnas.run_dir import RunDir
 
     root = tmp_path_factory.mktemp("interrupted")
-    save = RunDir.save_checkpoint
-
-    def save_then_interrupt(self, name, obj):
-        path = save(self, name, obj)
-        if name == "supernet_last.pt":
-            raise KeyboardInterrupt
-        return path
-
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(RunDir, "save_checkpoint", save_then_interrupt)
+        patch.setattr(RunDir, "save_checkpoint", interrupt_after("supernet_last.pt"))
         code, _, err = run_cli(_NoCapture, "search", "--config",
                                str(search_config(root, lut_dir, supernet={"epochs": 2})), "--quiet")
     assert code == 130, err

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from osnas.run_dir import RunDir, atomic_torch_save, load_checkpoint
 from tests.conftest import ROOT, osnas_env
-from tests.datasets import run_cli
+from tests.datasets import interrupt_after, run_cli
 from tests.small_config import small_config, write_config
 
 # tiny_config made smaller still (8x8 inputs, small splits), with enough epochs and generations to be killed in
@@ -115,15 +115,7 @@ def test_interrupted_train_run_resumes_its_final_training(capsys, tmp_path, monk
     config = write_config(tmp_path / "c.yaml", small_config(tmp_path, tmp_path / "luts", final={"epochs": 2}))
     arch = tmp_path / "arch.json"
     arch.write_text(json.dumps({"space": "proxylessnas", "indices": [0] * 21, "search_seconds": 5.0}))
-    save = RunDir.save_checkpoint
-
-    def save_then_interrupt(self, name, obj):
-        path = save(self, name, obj)
-        if name == "final_last.pt":
-            raise KeyboardInterrupt
-        return path
-
-    monkeypatch.setattr(RunDir, "save_checkpoint", save_then_interrupt)
+    monkeypatch.setattr(RunDir, "save_checkpoint", interrupt_after("final_last.pt"))
     code, _, err = run_cli(capsys, "train", "--config", str(config), "--arch", str(arch), "--quiet")
     assert code == 130 and "osnas search --resume" in err
     monkeypatch.undo()
