@@ -169,7 +169,7 @@ class Comparison:
 
     def supernet_plan(self, spec: RunSpec, path: Path) -> str:
         """What the run will do for its supernet: "own" (it has one), "store" (an entry exists) or "train"."""
-        if any((path / f).is_file() for f in (CHECKPOINT, "architecture.json")):
+        if any((path / f).is_file() for f in (CHECKPOINT, artifacts.ARCHITECTURE)):
             return "own"
         store = SupernetStore.for_config(spec.config)
         return "store" if store is not None and store.lookup(spec.config) is not None else "train"

@@ -20,7 +20,7 @@ from osnas.errors import OsnasError
 from osnas.registry import REGISTRIES
 from osnas.report import save_figure
 from osnas.run_dir import atomic_write_text, read_json
-from osnas.artifacts import SUPERNET_SOURCE
+from osnas.artifacts import CONFIG, RESULTS, SUPERNET_SOURCE
 
 if TYPE_CHECKING:
     from osnas.compare import Method
@@ -237,7 +237,7 @@ def load_comparison(out_dir: Path) -> tuple[list["Method"], dict[str, dict[str, 
         raise OsnasError(f"{out_dir} is neither a run directory (no config.yaml) nor a comparison directory "
                          "(no valid index.json)")
     entries = {name: e for name, e in index["runs"].items() if isinstance(e, dict)
-               and (out_dir / str(e.get("run_dir")) / "results.json").is_file()}
+               and (out_dir / str(e.get("run_dir")) / RESULTS).is_file()}
     if not entries:
         raise OsnasError(f"{index_path}: no finished run yet (no results.json in the listed run directories)")
     names = {str((out_dir / e["run_dir"]).resolve()): name for name, e in entries.items()}
@@ -246,10 +246,10 @@ def load_comparison(out_dir: Path) -> tuple[list["Method"], dict[str, dict[str, 
     for name, entry in entries.items():
         path = out_dir / entry["run_dir"]
         if entry["method"] not in methods:
-            config_path = path / "config.yaml"
+            config_path = path / CONFIG
             methods[entry["method"]] = Method(entry["method"], validate_config(read_yaml(config_path),
                                                                                str(config_path)))
-        done = read_json(path / "results.json")
+        done = read_json(path / RESULTS)
         source = supernet_source(path, done, names, out_dir)
         results[name] = {**done, "method": entry["method"], "seed": entry["seed"], "run_dir": str(path),
                          "supernet_from": source["from"], "supernet_seconds": source["seconds"],

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from osnas.artifacts import SUPERNET
 from osnas.bench.suite import Figure, compare_searches, end_to_end
 from osnas.search_spaces.supernet import Supernet
 
@@ -33,7 +34,7 @@ def replay_search(device: torch.device) -> Any:
 
         comp = build_components(cfg, device, None)
         supernet = Supernet(comp.definition).to(device)
-        supernet.load_state_dict(load_checkpoint(run_path / "supernet.pt")["model"])
+        supernet.load_state_dict(load_checkpoint(run_path / SUPERNET)["model"])
         old, new = compare_searches(supernet, cfg, comp, device)
         return {"replay_old_s": old["seconds"], "replay_new_s": new["seconds"], "replay_evaluated": new["evaluated"],
                 "replay_hit_rate": new["cache"]["hit_rate"]}
