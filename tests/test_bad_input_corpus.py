@@ -5,7 +5,6 @@ A case is (id, argv, files to create first, expected text). Files are written in
 directory; a dict is a config (the small config of ``tests/small_config.py`` with those top-level keys
 replaced) and a str or bytes is the file's content. The CLI runs in this process (fast); the installed
 console scripts and an exception inside a plugin are covered by ``test_installed_cli.py``.
-Cases whose fix another branch brings are marked ``xfail(strict=True)``: the marker goes when it lands.
 """
 
 from __future__ import annotations
@@ -30,8 +29,6 @@ class Case(NamedTuple):
     argv: tuple[str, ...]
     expected: str
     files: dict[str, Any] = {}
-    fixed_by: str = ""  # the branch whose merge makes this case pass (xfail until then)
-    runs_away: bool = False  # before that fix the case would train or allocate gigabytes: not run while xfail
 
 
 def arch(**changes: Any) -> str:
@@ -157,8 +154,8 @@ CASES = [
          {"a.json": arch(indices=[True] + [0] * 20)}),
     Case("profile-arch-string-index", ("profile", "-s", "proxylessnas", "--arch", "a.json", *SMALL), "a.json",
          {"a.json": arch(indices=["1"] + [0] * 20)}),
-    Case("profile-input-size-huge", ("profile", "-s", "proxylessnas", "--arch", "mobile", "--input-size", "20000"),
-         "input", {}, "api", runs_away=True),
+    Case("profile-input-size-huge", ("profile", "-s", "proxylessnas", "--arch", "proxyless_mobile",
+                                     "--input-size", "100000"), "--input-size=100000"),
     # export
     Case("export-nothing-to-export", ("export",), "--run"),
     Case("export-not-a-run", ("export", "--run", "."), "config.yaml"),
@@ -200,9 +197,7 @@ CASES = [
 
 
 def case_param(case: Case):
-    marks = [pytest.mark.xfail(strict=True, run=not case.runs_away, reason=f"fixed by {case.fixed_by}")
-             ] if case.fixed_by else []
-    return pytest.param(case, id=case.id, marks=marks)
+    return pytest.param(case, id=case.id)
 
 
 @pytest.fixture(scope="module")
