@@ -173,10 +173,12 @@ class Evaluator:
 
     @torch.no_grad()
     def _incremental_forward(self, key: tuple[int, ...], cache: PrefixCache) -> Callable[[torch.Tensor], torch.Tensor]:
-        """Recalibrate and run the validation batches item by item from the longest cached prefix.
+        """Recalibrate and run the validation batches from the longest cached prefix on.
 
-        Returns a forward that answers the fixed validation batches from the computed outputs
-        (any other input runs the whole path).
+        Batch by batch through the remaining items, as a whole forward goes (so a batch's activations
+        stay in the CPU cache), keeping every item's outputs for the prefix cache. Returns a forward
+        that answers the fixed validation batches from the computed outputs (any other input runs
+        the whole path).
         """
         supernet, arch = self.supernet, list(key)
         stops = [stop for _, stop in supernet.definition.item_slices]
@@ -195,26 +197,35 @@ class Evaluator:
         norms = state.norms if state else ()
         if state:  # leave the supernet's BN buffers as a full recalibration would
             load_bn_buffers(batchnorms(supernet.path_modules(arch)[:start]), norms)
-        for i in range(start, count):
-            item_norms = batchnorms([supernet.item_path_module(i, arch)])
-            if self.bn_data and item_norms:
-                with recalibrating(item_norms):
-                    recal = [supernet.item_forward(i, x, arch) for x in recal]
-            elif self._recal_after[i]:
-                recal = [supernet.item_forward(i, x, arch) for x in recal]
-            if not self._recal_after[i]:
-                recal = []
-            val = [supernet.item_forward(i, x, arch) for x in val]
-            norms = norms + bn_buffers(item_norms)
+        items = range(start, count)
+        item_norms = [batchnorms([supernet.item_path_module(i, arch)]) for i in items]
+        # the recalibration batches go as far as a BN of this path or of any later candidate (for the cache)
+        needed = [i for i, n in zip(items, item_norms) if n or self._recal_after[i]]
+        with recalibrating([m for n in item_norms for m in n]):
+            recal_out = self._sweep(recal, range(start, needed[-1] + 1) if needed else range(0), arch)
+        val_out = self._sweep(val, items, arch)
+        for j, i in enumerate(items):
+            norms = norms + bn_buffers(item_norms[j])
             if stops[i] < len(key):  # a prefix of the whole architecture only (the score cache holds the rest)
-                cache.put((i, *key[:stops[i]]), PrefixState(tuple(recal), tuple(val), norms))
-        outputs = {id(x): out for (x, _), out in zip(self.val_data, val)}
+                kept = recal_out[j] if self._recal_after[i] else []
+                cache.put((i, *key[:stops[i]]), PrefixState(tuple(kept), tuple(val_out[j]), norms))
+        final = val_out[-1] if val_out else val
+        outputs = {id(x): out for (x, _), out in zip(self.val_data, final)}
 
         def forward(x: torch.Tensor) -> torch.Tensor:
             out = outputs.get(id(x))
             return supernet(x, key) if out is None else out
 
         return forward
+
+    def _sweep(self, batches: list[torch.Tensor], items: range, arch: list[int]) -> list[list[torch.Tensor]]:
+        """Each batch through ``items`` in turn; ``[item][batch]`` outputs."""
+        outputs: list[list[torch.Tensor]] = [[] for _ in items]
+        for x in batches:
+            for j, i in enumerate(items):
+                x = self.supernet.item_forward(i, x, arch)
+                outputs[j].append(x)
+        return outputs
 
     def evaluate(self, archs: np.ndarray) -> np.ndarray:
         """Scores of an (N, L) batch (or one (L,) vector) of architectures."""
