@@ -85,7 +85,7 @@ def candidate_module(supernet: Supernet, item: int, offset: int, k: int) -> nn.M
         return module.entry_candidates(offset)[k]
     raise OsnasError(
         f"training_strategy 'fairness' (duplicates: average) trained candidate {k} of entry {start + offset} "
-        f"twice in one step but cannot tell which parameters of its item ({type(module).__name__}) belong to "
+        f"more than once in one step but cannot tell which parameters of its item ({type(module).__name__}) belong to "
         "that candidate; set training_strategy.duplicates to 'sum', or give the item's supernet module an "
         "entry_candidates(offset) method")
 
