@@ -21,13 +21,14 @@ from osnas.registry import REGISTRIES
 from osnas.search_spaces.base import Choice, MinActive, SpaceDefinition, op
 from osnas.search_spaces.lookup_table import LookupTable
 from osnas.search_spaces.proxylessnas import ProxylessNAS
+from osnas.search_spaces.sgnas import SGNAS
 from osnas.search_spaces.supernet import Supernet
 from osnas.search_strategies.base import SearchContext
 from osnas.search_strategies.differentiable import DifferentiableSearch
 from osnas.training import Updater
 from osnas.training_agents.classification import Classification
 from osnas.training_strategies.base import TrainingContext
-from osnas.training_strategies.fairness import fair_paths, repair_fairly
+from osnas.training_strategies.fairness import average_duplicates, fair_paths, repair_fairly
 from tests.conftest import run_osnas
 
 
@@ -84,9 +85,10 @@ def roundtrip(state: dict) -> dict:
 # ----------------------------------------------------------------------------- fairness
 
 
-def test_fairness_trains_each_candidate_once_with_one_update(space):
+@pytest.mark.parametrize("duplicates", ["average", "sum"])
+def test_fairness_trains_each_candidate_once_with_one_update(space, duplicates):
     definition, _ = space
-    strategy = make_strategy("fairness", make_context(space))
+    strategy = make_strategy("fairness", make_context(space), duplicates=duplicates)
     supernet, agent, updater, batch = make_run(definition)
     reference = copy.deepcopy(supernet)
     steps = []
@@ -103,16 +105,51 @@ def test_fairness_trains_each_candidate_once_with_one_update(space):
             assert (counts == 1).all(), (layer, counts)
         else:
             assert counts.min() >= 1 and counts.max() - counts.min() <= 1, (layer, counts)
-    # the same K paths by hand: gradients summed over the paths, then a single SGD update
-    reference.zero_grad()
+    # the same K paths by hand, each path's gradients apart; a candidate's parameters get one from
+    # each path through it: summed, or (average) their mean; shared layers always summed; one SGD update
+    per_path = []
     for path in paths:
+        reference.zero_grad()
         agent.loss(reference(batch[0], path), batch[1]).backward()
+        per_path.append({n: p.grad.clone() for n, p in reference.named_parameters() if p.grad is not None})
+    repeated = 0
     with torch.no_grad():
-        for p in reference.parameters():
-            if p.grad is not None:
-                p -= 0.1 * p.grad
+        for name, p in reference.named_parameters():
+            grads = torch.stack([g[name] for g in per_path if name in g])
+            mean = duplicates == "average" and ".candidates." in name
+            repeated += int(len(grads) > 1 and ".candidates." in name)
+            p -= 0.1 * (grads.mean(0) if mean else grads.sum(0))
+    assert repeated > 0  # padded layers did train some candidate twice
     for (name, got), want in zip(supernet.state_dict().items(), reference.state_dict().values()):
         assert torch.allclose(got, want, atol=1e-6), name
+
+
+def test_fairness_averages_repeated_candidates_of_a_multi_entry_item():
+    # SGNAS with 5 of 6 sub-blocks required: the repair cannot keep each slot's candidates once per step
+    definition = SGNAS(SGNAS.Options(width_mult=0.25, min_expansion=5)).define(16, 1, 10)
+    rng = np.random.default_rng(0)
+    paths = repair_fairly(definition, fair_paths(definition, rng), rng)
+    supernet = Supernet(definition)
+    for p in supernet.parameters():
+        p.grad = torch.ones_like(p)
+    average_duplicates(supernet, paths)
+    seen = set()
+    for item, (start, stop) in enumerate(definition.item_slices):
+        block = supernet.items[item]
+        if stop - start <= 1:
+            assert all((p.grad == 1).all() for p in block.parameters())
+            continue
+        for p in [*block.expand.parameters(), *block.project.parameters(), *block.norms.parameters()]:
+            assert (p.grad == 1).all()  # shared by the slot's (or every) candidate: the sum stays
+        for slot in range(stop - start):
+            counts = np.bincount(paths[:, start + slot], minlength=block.zero + 1)
+            for kernel, conv in enumerate(block.depthwise[slot]):
+                seen.add(int(counts[kernel]))
+                assert all((p.grad == 1 / max(1, counts[kernel])).all() for p in conv.parameters())
+    assert max(seen) > 1
+    supernet.items[2] = torch.nn.Sequential(*supernet.items[2].children())  # an item that names no candidates
+    with pytest.raises(OsnasError, match="duplicates to 'sum'"):
+        average_duplicates(supernet, np.zeros((2, definition.num_layers), dtype=np.int64))
 
 
 def test_fairness_repair_keeps_rules_and_fairness():

@@ -1,9 +1,12 @@
 """The FBNet TBS block: 1x1 (group) conv, kxk depthwise, 1x1 (group) conv, residual when the shape is kept.
 
 Unlike MobileNetV2's inverted residual, the first 1x1 convolution is always there
-(also at expansion 1), as in the FBNet paper's block figure; the published MACs of
-FBNet-A/B count it. With two groups a channel shuffle follows the first 1x1 conv so
-that the two halves mix before the second grouped 1x1 conv.
+(also at expansion 1), as in the paper's block figure and the ``IRFBlock`` of Facebook's
+first FBNet builder (maskrcnn-benchmark ``fbnet_builder.py``: ``ir_k3_e1``, ``ir_k3_s2``);
+the paper's MACs of FBNet-A/B count it. mobile_cv's later ``IRFBlock`` drops it when the
+expanded width equals the input's (figures in ``fbnet.py``). With two groups a channel
+shuffle follows the first 1x1 conv so that the two halves mix before the second grouped
+1x1 conv.
 """
 
 from __future__ import annotations

@@ -143,6 +143,13 @@ class UnifiedSuperBlock(nn.Module):
         out = self.norms[expansion - 1](self._project(parts))
         return x + out if self.use_residual else out
 
+    def entry_candidates(self, slot: int) -> list[nn.Module]:
+        """What each candidate of entry ``slot`` alone trains: its depthwise conv (zero: nothing).
+
+        The fairness strategy scales these gradients when the rules' repair repeats a candidate.
+        """
+        return [*self.depthwise[slot], nn.Identity()]
+
     def _project(self, parts: list[tuple[int, torch.Tensor]]) -> torch.Tensor:
         """The 1x1 projection restricted to the input slices of the given slots."""
         index = [j for j, _ in parts]
