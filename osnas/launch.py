@@ -50,6 +50,9 @@ class LaunchOptions:
             except ImportError:
                 raise OsnasError("--launcher submitit needs the submitit package (the optional extra 'slurm'): "
                                  "pip install 'submitit>=1.5,<2'") from None
+            if self.gpus_per_job and self.tasks_per_job > self.gpus_per_job:
+                raise OsnasError(f"--tasks-per-job {self.tasks_per_job} with --gpus-per-job {self.gpus_per_job}: "
+                                 "each task of a job takes its own GPU; use at most as many tasks as GPUs")
         elif any(v is not None for v in (self.cluster, self.partition, self.gpus_per_job, self.cpus_per_job)):
             raise OsnasError("--cluster, --partition, --gpus-per-job and --cpus-per-job only apply to "
                              "--launcher submitit")

@@ -216,6 +216,8 @@ def test_submitit_job_of_two_tasks_is_one_distributed_run(tiny_config, tmp_path)
     pytest.importorskip("submitit")
     config = variant(tiny_config, "two", dataflow=FAST_DATA, search_space={"max_blocks_per_stage": 1})
     out = tmp_path / "cmp"
+    with pytest.raises(OsnasError, match="--tasks-per-job 2 with --gpus-per-job 1: each task .* its own GPU"):
+        LaunchOptions(launcher="submitit", tasks_per_job=2, gpus_per_job=1).check()
     options = LaunchOptions(launcher="submitit", cluster="local", timeout_min=5, cpus_per_job=1, tasks_per_job=2)
     with pytest.raises(OsnasError, match=r"batch_size \(33\) .* multiple of --tasks-per-job \(2\)"):
         compare([config], 1, ["dataflow.batch_size=33"], out, options=options)
