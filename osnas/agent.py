@@ -7,6 +7,7 @@ phase skipped (``--supernet``, ``osnas train``).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Callable
 
@@ -49,6 +50,9 @@ class MainAgent:
     def run(self, run: RunDir, reuse_supernet: Path | None = None) -> dict[str, Any]:
         """Every phase whose output ``run`` does not hold yet; returns the content of results.json."""
         ctx = self.context(run)
+        if distributed.active():
+            logging.getLogger("osnas").info("distributed run: %d processes (%s)", distributed.world_size(),
+                                            distributed.backend())
         search = SearchPhase(ctx)
         arch = search.reuse()
         if arch is None:

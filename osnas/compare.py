@@ -36,7 +36,7 @@ from osnas.compare_report import (aggregate, plot_pareto, rich_table, run_rows, 
                                   write_csv, write_markdown)
 from osnas.config import Config, load_config, read_yaml, validate_config
 from osnas.errors import OsnasError
-from osnas.launch import InlineLauncher, LaunchOptions, make_launcher
+from osnas.launch import InlineLauncher, LaunchOptions, join_job_tasks, make_launcher
 from osnas.plugins import load_builtins, load_plugins
 from osnas.run_dir import RunDir, atomic_write_json, read_json
 from osnas.store import CHECKPOINT, SupernetStore, supernet_key
@@ -76,6 +76,7 @@ class Job:
     quiet: bool
     threads: int | None = None
     plugins: list[str] = field(default_factory=list)
+    tasks: int = 1  # processes of the run: more than one makes it a distributed run (a submitit job's tasks)
 
 
 def load_methods(paths: list[Path], overrides: list[str]) -> list[Method]:
@@ -90,6 +91,15 @@ def load_methods(paths: list[Path], overrides: list[str]) -> list[Method]:
         raise OsnasError("the configs need distinct file names or distinct output.name values to tell the "
                          f"methods apart (got {', '.join(map(str, paths))})")
     return [Method(n, c) for n, c in zip(names, configs)]
+
+
+def check_batches(methods: list[Method], tasks: int) -> None:
+    """The processes of a job split each global batch: refuse a batch they cannot share before anything is written."""
+    for method in methods:
+        batch = getattr(method.config.dataflow.options, "batch_size", None)
+        if isinstance(batch, int) and batch % tasks:
+            raise OsnasError(f"{method.config.source}: dataflow.batch_size ({batch}) is the global batch of a job's "
+                             f"processes and must be a multiple of --tasks-per-job ({tasks})")
 
 
 def plan(methods: list[Method], seeds: int, out_dir: Path) -> list[RunSpec]:
@@ -116,19 +126,26 @@ def config_hash(config: Config) -> str:
     return hashlib.sha256(json.dumps(config.dump(), sort_keys=True).encode()).hexdigest()[:8]
 
 
-def run_job(job: Job) -> dict[str, Any]:
+def run_job(job: Job) -> dict[str, Any] | None:
     """Run (or resume) one run of a comparison in this process; returns its results.
 
     Used in place (``--jobs 1``) and in worker processes, which start with empty registries.
+    A job of several tasks runs in each of them as one distributed run, as ``osnas search`` under
+    torchrun: rank 0 alone writes the run and returns its results, the other ranks return None.
     """
+    if job.tasks > 1:
+        join_job_tasks()
     if job.threads:
         torch.set_num_threads(job.threads)
     load_builtins()
     load_plugins([Path(p) for p in job.plugins])
     config = validate_config(job.config, job.source)
-    run = RunDir.open(job.run_path)
+    run = distributed.rank_view(RunDir.open(job.run_path))
     run.lock()
-    return Launch(MainAgent(config, quiet=job.quiet), run).execute()  # the supernet: its own, stored or trained
+    results = Launch(MainAgent(config, quiet=job.quiet), run).execute()  # the supernet: its own, stored or trained
+    main = distributed.is_main()
+    distributed.leave()  # not shutdown(): submitit stores the result after this returns
+    return results if main else None
 
 
 class Comparison:
@@ -165,7 +182,8 @@ class Comparison:
     def job(self, spec: RunSpec, path: Path) -> Job:
         local_pool = self.options.launcher == "local" and self.options.jobs > 1  # the processes share this machine
         threads = max(1, (os.cpu_count() or 1) // self.options.jobs) if local_pool else self.options.cpus_per_job
-        return Job(spec.config.dump(), spec.config.source, str(path), self.quiet, threads, self.plugins)
+        return Job(spec.config.dump(), spec.config.source, str(path), self.quiet, threads, self.plugins,
+                   self.options.tasks_per_job)
 
     def supernet_plan(self, spec: RunSpec, path: Path) -> str:
         """What the run will do for its supernet: "own" (it has one), "store" (an entry exists) or "train"."""
@@ -310,6 +328,7 @@ def compare(config_paths: list[Path], seeds: int, overrides: list[str], out_dir:
     options.check()
     out_dir = Path(out_dir)
     methods = load_methods(config_paths, overrides)
+    check_batches(methods, options.tasks_per_job)
     metric = selection_metric(methods)
     comparison = Comparison(plan(methods, seeds, out_dir.resolve()), out_dir.resolve(), quiet, say, options, plugins)
     results = comparison.run_all()

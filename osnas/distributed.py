@@ -67,6 +67,11 @@ def world_size() -> int:
     return dist.get_world_size() if active() else 1
 
 
+def backend() -> str:
+    """The process group's backend (nccl, gloo), or "none" outside a distributed run."""
+    return str(dist.get_backend()) if active() else "none"
+
+
 def is_main() -> bool:
     """Rank 0, the only writer; true outside torchrun. Valid before the group is joined."""
     return rank() == 0
@@ -84,7 +89,8 @@ def setup(device: torch.device) -> torch.device:
     if device.type == "cuda":
         if local >= torch.cuda.device_count():
             raise OsnasError(f"local rank {local} has no GPU: this node has {torch.cuda.device_count()}; "
-                             "start at most that many processes per node (--nproc_per_node)")
+                             "start at most that many processes per node (torchrun --nproc_per_node, "
+                             "osnas compare --tasks-per-job)")
         device = torch.device("cuda", local)
         torch.cuda.set_device(device)
     if not active():
@@ -95,16 +101,27 @@ def setup(device: torch.device) -> torch.device:
     return device
 
 
+def leave() -> None:
+    """Wait for every rank, then leave the process group; the process goes on.
+
+    For a distributed run inside a process with work left after it: a submitit job
+    stores its result once the function returns.
+    """
+    if not active():
+        return
+    dist.barrier()
+    dist.destroy_process_group()
+
+
 def shutdown() -> None:
-    """End a distributed run cleanly: barrier, leave the group, exit without interpreter teardown.
+    """End a distributed command cleanly: barrier, leave the group, exit without interpreter teardown.
 
     gloo workers can abort in static destructors at interpreter exit ("terminate called
     without an active exception") after a correct run; ``os._exit`` after flushing skips them.
     """
     if not active():
         return
-    dist.barrier()
-    dist.destroy_process_group()
+    leave()
     sys.stdout.flush()
     sys.stderr.flush()
     logging.shutdown()

@@ -118,6 +118,8 @@ CASES = [
     Case("compare-output-is-a-file", ("compare", C, "--seeds", "1", "--output", C), "c.yaml is a file", CFG),
     Case("compare-unknown-launcher", ("compare", C, "--seeds", "1", "--launcher", "slurmx"),
          "--launcher must be one of local, submitit", CFG),
+    Case("compare-tasks-without-submitit", ("compare", C, "--seeds", "1", "--jobs", "2", "--tasks-per-job", "2"),
+         "--tasks-per-job 2 needs --launcher submitit", CFG),
     Case("compare-cluster-without-submitit", ("compare", C, "--seeds", "1", "--partition", "gpu"),
          "only apply to --launcher submitit", CFG),
     # report

@@ -3,6 +3,7 @@ parallel jobs, submitit's local executor, and ``osnas report CMP_DIR``."""
 
 import csv
 import json
+import pickle
 import re
 from datetime import datetime
 from pathlib import Path
@@ -15,6 +16,7 @@ from rich.console import Console
 from osnas.compare import compare
 from osnas.compare_report import pareto_front, rich_table
 from osnas.config import load_config
+from osnas.errors import OsnasError
 from osnas.launch import LaunchOptions
 from osnas.store import supernet_key
 from tests.conftest import run_osnas, variant
@@ -206,3 +208,31 @@ def test_parallel_jobs_wait_for_their_supernet_then_submitit_reuses_it(tiny_conf
         assert entry["supernet_from"] == str(runs[f"evolution-seed{entry['seed']}"].resolve())  # another cmp dir
     assert list((other / "jobs").glob("*_result.pkl"))  # the jobs went through submitit
     assert rows[0]["runs"] == 1
+
+
+def test_submitit_job_of_two_tasks_is_one_distributed_run(tiny_config, tmp_path):
+    """``--tasks-per-job 2`` through submitit's local executor: both tasks run the run as two gloo ranks,
+    rank 0 alone writes it, and the scheduler takes rank 0's result."""
+    pytest.importorskip("submitit")
+    config = variant(tiny_config, "two", dataflow=FAST_DATA, search_space={"max_blocks_per_stage": 1})
+    out = tmp_path / "cmp"
+    with pytest.raises(OsnasError, match="--tasks-per-job 2 with --gpus-per-job 1: each task .* its own GPU"):
+        LaunchOptions(launcher="submitit", tasks_per_job=2, gpus_per_job=1).check()
+    options = LaunchOptions(launcher="submitit", cluster="local", timeout_min=5, cpus_per_job=1, tasks_per_job=2)
+    with pytest.raises(OsnasError, match=r"batch_size \(33\) .* multiple of --tasks-per-job \(2\)"):
+        compare([config], 1, ["dataflow.batch_size=33"], out, options=options)
+    assert not out.exists()  # refused before anything was written
+    rows, _ = compare([config], 1, [], out, options=options)
+    run = out / "runs" / "two-seed0"
+    assert json.loads((out / "index.json").read_text())["runs"]["two-seed0"]["status"] == "done"
+    assert rows[0]["runs"] == 1
+    assert "distributed run: 2 processes (gloo)" in (run / "log.txt").read_text()
+    phases = [json.loads(line)["phase"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert phases.count("supernet") == 1 and phases.count("final") == 1  # written once, not once per rank
+    results = sorted((out / "jobs").glob("*_result.pkl"))
+    assert [p.name.split("_")[1] for p in results] == ["0", "1"]  # one job, two tasks, each stored its result
+    (ok0, rank0), (ok1, rank1) = (pickle.loads(p.read_bytes()) for p in results)  # files this test's jobs wrote
+    assert ok0 == ok1 == "success" and rank1 is None
+    assert rank0["test_top1"] == json.loads((run / "results.json").read_text())["test_top1"]
+    errors = [log.read_text() for log in sorted((out / "jobs").glob("*_log.err"))]
+    assert len(errors) == 2 and not any("Traceback" in e or "terminate called" in e for e in errors)  # clean exits

@@ -32,10 +32,14 @@ def compare(
     timeout_min: int = typer.Option(24 * 60, "--timeout-min", min=1, help="Time limit of each job in minutes "
                                     "(submitit)."),
     gpus_per_job: Optional[int] = typer.Option(None, "--gpus-per-job", min=0, help="GPUs per job (submitit)."),
-    cpus_per_job: Optional[int] = typer.Option(None, "--cpus-per-job", min=1, help="CPUs per job (submitit)."),
+    cpus_per_job: Optional[int] = typer.Option(None, "--cpus-per-job", min=1, help="CPUs per task (submitit)."),
+    tasks_per_job: int = typer.Option(1, "--tasks-per-job", help="Processes per job, one distributed run as under "
+                                      "torchrun (submitit; on SLURM one per GPU: --tasks-per-job 4 "
+                                      "--gpus-per-job 4)."),
 ) -> None:
     """Run every config for every seed; write comparison.csv, comparison.md and pareto.png."""
-    options = LaunchOptions(launcher, jobs, cluster, partition, timeout_min, gpus_per_job, cpus_per_job)
+    options = LaunchOptions(launcher, jobs, cluster, partition, timeout_min, gpus_per_job, cpus_per_job,
+                            tasks_per_job)
     check_output_dir(output)
     try:
         from osnas.compare import compare as run_comparison  # matplotlib: imported only when used
