@@ -36,7 +36,7 @@ from osnas.pipeline.final import FinalPhase
 from osnas.run_dir import RunDir, read_json
 from osnas.search_spaces.supernet import Supernet
 from osnas.search_strategies.base import arch_key
-from osnas.training import DTYPES, compute_in
+from osnas.training import DTYPES, compute_in, in_layout
 
 STATE_FILE = "audit_state.json"
 RESULT_FILE = artifacts.AUDIT
@@ -178,7 +178,8 @@ def load_run_supernet(run: RunDir, agent: MainAgent) -> Supernet:
     state = artifacts.read_supernet(run.file(artifacts.SUPERNET), comp.definition)
     supernet = compute_in(Supernet(comp.definition).to(agent.device), DTYPES[agent.config.dtype])
     supernet.load_state_dict(state["model"])
-    return supernet
+    cfg = agent.config.supernet
+    return in_layout(supernet, cfg.channels_last, cfg.amp, agent.device)  # the layout the search scored it in
 
 
 # ----------------------------------------------------------------------------- the audit

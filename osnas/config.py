@@ -55,7 +55,9 @@ class PhaseConfig(Section):
     warmup_epochs: int = Field(0, ge=0)
     grad_clip: Optional[PositiveFloat] = 5.0
     amp: Literal["none", "bf16", "fp16"] = "none"
-    channels_last: bool = False
+    # NHWC activations: auto = on for CPU (oneDNN; measured faster for these networks, BENCHMARKS.md
+    # "compilers") and for CUDA with AMP (tensor cores); off for CUDA in float32
+    channels_last: Union[bool, Literal["auto"]] = "auto"
 
 
 class FinalConfig(PhaseConfig):

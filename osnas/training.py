@@ -80,6 +80,20 @@ def resolve_amp(amp: str, device: torch.device) -> tuple[str, str | None]:
     return amp, None
 
 
+def use_channels_last(setting: bool | str, device: torch.device, amp: str) -> bool:
+    """Whether a phase runs in channels-last layout: ``setting``, or for ``"auto"`` what was measured faster."""
+    if setting != "auto":
+        return bool(setting)
+    return device.type == "cpu" or (device.type == "cuda" and resolve_amp(amp, device)[0] != "none")
+
+
+def in_layout(model: M, channels_last: bool | str, amp: str, device: torch.device) -> M:
+    """``model`` in the memory layout a phase with these settings trains (and is scored) in."""
+    if use_channels_last(channels_last, device, amp):
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
 class Updater:
     """Wraps an optimizer with autocast, loss scaling, gradient clipping and the LR schedule.
 

@@ -52,11 +52,12 @@ def bn_buffers(supernet: Supernet) -> dict[str, torch.Tensor]:
     return {k: v for k, v in supernet.state_dict().items() if "running" in k or "num_batches" in k}
 
 
-@pytest.mark.parametrize("name", ["proxylessnas", "sgnas"])  # one entry per item, and several
-def test_cached_scores_equal_full_evaluation_bit_for_bit(name):
+@pytest.mark.parametrize("name, layout", [("proxylessnas", torch.contiguous_format), ("sgnas", torch.contiguous_format),
+                                          ("proxylessnas", torch.channels_last)])  # one entry per item, several; NHWC
+def test_cached_scores_equal_full_evaluation_bit_for_bit(name, layout):
     _, definition = load_space(name, ["width_mult=0.25"], 16, 3, 10)
     torch.manual_seed(0)
-    net = Supernet(definition)
+    net = Supernet(definition).to(memory_format=layout)
     with torch.no_grad():  # distinct BN affine parameters, so a wrong stat would change the logits
         for p in net.parameters():
             p.add_(0.05 * torch.randn_like(p))

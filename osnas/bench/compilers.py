@@ -3,7 +3,8 @@
 Measured, taking turns, on the final child (one static network) and on the single-path
 supernet with every candidate block compiled once in place (``nn.Module.compile``: the
 state-dict keys stay, and a new path reuses the compiled blocks instead of compiling itself).
-Compile time is reported apart from the step time.
+Compile time is reported apart from the step time. The channels_last figures decide the
+``channels_last: auto`` default of the training phases (osnas/training.py ``use_channels_last``).
 """
 
 from __future__ import annotations
@@ -62,10 +63,11 @@ def compiler_steps(device: torch.device, input_size: int = 32, batch: int = 32, 
     compiled_child = copy.deepcopy(child)
     x_last = x.contiguous(memory_format=torch.channels_last)
     supernet = Supernet(definition).to(device).train()
+    last_super = copy.deepcopy(supernet).to(memory_format=torch.channels_last)
     compiled_super = copy.deepcopy(supernet)
     compile_blocks(compiled_super)
     paths = definition.sample(np.random.default_rng(1), 4)
-    turn = {"eager": 0, "compiled": 0}
+    turn = {"eager": 0, "channels_last": 0, "compiled": 0}
 
     def path_forward(net: Supernet, key: str) -> Callable[[torch.Tensor], torch.Tensor]:
         def forward(inp: torch.Tensor) -> torch.Tensor:  # a new path each step, as in supernet training
@@ -78,6 +80,7 @@ def compiler_steps(device: torch.device, input_size: int = 32, batch: int = 32, 
         "child channels_last": step_fn(last, last, x_last, y),
         "child compiled": step_fn(compiled_child, torch.compile(compiled_child), x, y),
         "supernet eager": step_fn(supernet, path_forward(supernet, "eager"), x, y),
+        "supernet channels_last": step_fn(last_super, path_forward(last_super, "channels_last"), x_last, y),
         "supernet blocks compiled": step_fn(compiled_super, path_forward(compiled_super, "compiled"), x, y),
     }
     warmup = {name: warm(step) for name, step in steps.items()}
@@ -92,7 +95,7 @@ def compiler_figures(device: torch.device, quick: bool = False) -> list[Figure]:
     t, w = m["step_s"], m["warmup_s"]
     figures = []
     for base, names in (("child eager", ("child channels_last", "child compiled")),
-                        ("supernet eager", ("supernet blocks compiled",))):
+                        ("supernet eager", ("supernet channels_last", "supernet blocks compiled"))):
         figures.append(Figure("compilers", f"{base} step (proxylessnas w0.5, 32x32, batch 32)",
                               f"{t[base] * 1e3:.1f} ms", 1.0))
         for name in names:

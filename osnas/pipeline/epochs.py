@@ -16,7 +16,7 @@ from osnas.errors import TrainingDivergedError
 from osnas.pipeline.context import RunContext
 from osnas.progress import progress
 from osnas.runtime import rng_state, set_rng_state
-from osnas.training import Updater, build_optimizer, build_scheduler, resolve_amp
+from osnas.training import Updater, build_optimizer, build_scheduler, in_layout, resolve_amp
 
 # what a per-epoch checkpoint holds to continue training exactly where it stopped
 RESUME_KEYS = ("model", "criterion", "updater", "loader", "rng", "epoch", "seconds")
@@ -61,14 +61,12 @@ class TrainingPhase(ABC):
 
     # ------------------------------------------------------------------ set-up
     def prepare_model(self, model: nn.Module) -> nn.Module:
-        """``model`` in channels-last layout when asked for (CUDA only), wrapped for distributed training."""
-        if self.cfg.channels_last:
-            if self.ctx.device.type != "cuda":
-                self.ctx.say(f"{self.name}: channels_last only helps on CUDA; keeping the default layout on "
-                             f"{self.ctx.device.type}")
-            else:
-                model = model.to(memory_format=torch.channels_last)
-        return distributed.prepare(model)
+        """``model`` in the phase's memory layout, wrapped for distributed training."""
+        return distributed.prepare(self.layout(model))
+
+    def layout(self, model: nn.Module) -> nn.Module:
+        """``model`` in channels-last layout when the phase uses it (``channels_last``, see training.py)."""
+        return in_layout(model, self.cfg.channels_last, self.cfg.amp, self.ctx.device)
 
     def build_updater(self, params: list[nn.Parameter]) -> Updater:
         amp, why = resolve_amp(self.cfg.amp, self.ctx.device)

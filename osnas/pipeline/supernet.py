@@ -56,6 +56,7 @@ class SupernetPhase(TrainingPhase):
 
     def load(self, path: Path) -> Supernet:
         """Reuse a supernet trained by an earlier run (``--supernet RUN/supernet.pt``)."""
+        self.model = self.layout(self.model)
         self.restore(artifacts.read_supernet(path, self.ctx.components.definition))
         # the time spent on it belongs to the run that trained it
         self.ctx.run.save_checkpoint(SUPERNET, self.trained_state(None))
