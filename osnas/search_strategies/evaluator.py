@@ -74,7 +74,7 @@ def frozen(supernet: Supernet) -> Iterator[None]:
         supernet.train(was_training)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def recalibrate_bn(forward: Callable[[torch.Tensor], torch.Tensor], norms: list[nn.Module], batches: list[Batch]) -> None:
     """Replace running mean/var of ``norms`` by their exact average over ``batches``."""
     if not batches or not norms:
@@ -153,7 +153,7 @@ class Evaluator:
             else:
                 forward = self._incremental_forward(key, self.prefix_cache)
             self.recalibrations += 1 if self.bn_data else 0
-            with torch.no_grad():
+            with torch.inference_mode():  # no autograd bookkeeping: nothing scored here is differentiated
                 metrics = self.agent.evaluate(forward, self.val_data)
         finally:
             self.supernet.train(was_training)
@@ -171,7 +171,7 @@ class Evaluator:
         recalibrate_bn(forward, batchnorms(self.supernet.path_modules(key)), self.bn_data)
         return forward
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def _incremental_forward(self, key: tuple[int, ...], cache: PrefixCache) -> Callable[[torch.Tensor], torch.Tensor]:
         """Recalibrate and run the validation batches from the longest cached prefix on.
 
