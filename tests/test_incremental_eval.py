@@ -11,7 +11,7 @@ import torch
 from osnas.cli.profile import load_space
 from osnas.registry import REGISTRIES
 from osnas.search_spaces.supernet import Supernet
-from osnas.search_strategies.evaluator import Evaluator
+from osnas.search_strategies.evaluator import Evaluator, FoldedConv, folded
 from osnas.search_strategies.prefix_cache import PrefixCache, PrefixState
 from osnas.training import compute_in
 
@@ -114,3 +114,28 @@ def test_lru_keeps_recent_entries_within_the_cap():
     assert cache.lookup((2,)) is None and cache.lookup((1,)) is not None
     cache.put((4,), PrefixState((torch.zeros(4096),), (), ()))  # larger than the cap: not kept
     assert cache.lookup((4,)) is None and cache.bytes == 2 * 2048 and cache.evictions == 2
+
+
+def test_folded_batchnorm_gives_the_plain_forward_and_is_undone():
+    _, definition = load_space("proxylessnas", ["width_mult=0.25"], 16, 3, 10)
+    torch.manual_seed(3)
+    net = Supernet(definition).eval()
+    with torch.no_grad():  # BN statistics and affine far from identity, so a wrong fold shows
+        for name, buffer in net.named_buffers():
+            if "running_mean" in name:
+                buffer.normal_()
+            elif "running_var" in name:
+                buffer.uniform_(0.5, 2.0)
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    arch = definition.sample(np.random.default_rng(0), 1)[0]
+    x = torch.randn(4, 3, 16, 16)
+    with torch.inference_mode():
+        plain = net(x, arch)
+        with folded(net.path_modules(arch)):
+            convs = sum(isinstance(m, FoldedConv) for m in net.modules())
+            fused = net(x, arch)
+        again = net(x, arch)
+    assert convs > 5 and not any(isinstance(m, FoldedConv) for m in net.modules())
+    torch.testing.assert_close(fused, plain, rtol=1e-4, atol=1e-4)
+    assert torch.equal(again, plain)
