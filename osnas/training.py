@@ -80,16 +80,22 @@ def resolve_amp(amp: str, device: torch.device) -> tuple[str, str | None]:
     return amp, None
 
 
-def use_channels_last(setting: bool | str, device: torch.device, amp: str) -> bool:
-    """Whether a phase runs in channels-last layout: ``setting``, or for ``"auto"`` what was measured faster."""
+def use_channels_last(setting: bool | str, device: torch.device, amp: str,
+                      dtype: torch.dtype = torch.float32) -> bool:
+    """Whether a phase runs in channels-last layout: ``setting``, or for ``"auto"`` what was measured faster
+    (CPU in float32: oneDNN; CUDA with AMP: tensor cores; never float64, whose convolutions have no NHWC
+    kernels and took twice as long)."""
     if setting != "auto":
         return bool(setting)
+    if dtype == torch.float64:
+        return False
     return device.type == "cpu" or (device.type == "cuda" and resolve_amp(amp, device)[0] != "none")
 
 
 def in_layout(model: M, channels_last: bool | str, amp: str, device: torch.device) -> M:
     """``model`` in the memory layout a phase with these settings trains (and is scored) in."""
-    if use_channels_last(channels_last, device, amp):
+    dtype = next(model.parameters()).dtype
+    if use_channels_last(channels_last, device, amp, dtype):
         model = model.to(memory_format=torch.channels_last)
     return model
 

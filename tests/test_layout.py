@@ -15,15 +15,16 @@ from osnas.training import in_layout, use_channels_last
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
 
-@pytest.mark.parametrize("setting, device, amp, expected", [
-    ("auto", CPU, "none", True),  # oneDNN: 0.60x the step time (BENCHMARKS.md, compilers)
-    ("auto", CUDA, "none", False),  # float32 on a GPU: no tensor cores to feed
-    ("auto", CUDA, "fp16", True),
-    (False, CPU, "none", False),
-    (True, CUDA, "none", True),
+@pytest.mark.parametrize("setting, device, amp, dtype, expected", [
+    ("auto", CPU, "none", torch.float32, True),  # oneDNN: 0.44-0.60x the step time (BENCHMARKS.md, compilers)
+    ("auto", CPU, "none", torch.float64, False),  # no NHWC kernels: twice the time
+    ("auto", CUDA, "none", torch.float32, False),  # float32 on a GPU: no tensor cores to feed
+    ("auto", CUDA, "fp16", torch.float32, True),
+    (False, CPU, "none", torch.float32, False),
+    (True, CUDA, "none", torch.float64, True),
 ])
-def test_channels_last_setting(setting, device, amp, expected):
-    assert use_channels_last(setting, device, amp) is expected
+def test_channels_last_setting(setting, device, amp, dtype, expected):
+    assert use_channels_last(setting, device, amp, dtype) is expected
 
 
 def test_in_layout_converts_the_convolutions_only_when_used():
@@ -35,7 +36,9 @@ def test_in_layout_converts_the_convolutions_only_when_used():
     assert convs(child) and not any(w.is_contiguous(memory_format=torch.channels_last) for w in convs(child))
     kept = in_layout(child, False, "none", CPU)
     assert not any(w.is_contiguous(memory_format=torch.channels_last) for w in convs(kept))
-    nhwc = in_layout(child, "auto", "none", CPU)
+    assert in_layout(child.double(), "auto", "none", CPU) is child and not any(
+        w.is_contiguous(memory_format=torch.channels_last) for w in convs(child))  # float64: default layout
+    nhwc = in_layout(child.float(), "auto", "none", CPU)
     assert all(w.is_contiguous(memory_format=torch.channels_last) for w in convs(nhwc))
 
 
