@@ -17,6 +17,10 @@ needs no supernet pass, so each iteration averages it over ``cost_targets``
 targets (the first one also drives the task loss): with one target per
 iteration, as in the paper, a few hundred iterations calibrate the generator
 poorly (argmax costs 10-30% off target on the tiny test space, against about 5%).
+The defaults (128 targets per iteration, gumbel temperature 0.5) were measured on
+that space, 9 targets over the achievable range x 4 seeds at 300 iterations: 35 of
+36 argmax costs within 10 % of their target (max 10.3 %), against 30 of 36 (max
+22 %) with the earlier 32 targets and temperature 1.0.
 
 Afterwards any target gets its architecture in one forward pass, without
 retraining (``osnas generate``); the search result is the generator's
@@ -50,9 +54,9 @@ class GeneratorOptions(SearchStrategyOptions):
     iterations: PositiveInt = 300
     lr: PositiveFloat = 0.01
     penalty: PositiveFloat = 5.0
-    tau: PositiveFloat = 1.0
+    tau: PositiveFloat = 0.5
     hidden: PositiveInt = 64
-    cost_targets: PositiveInt = 32
+    cost_targets: PositiveInt = 128
     target_min: Optional[PositiveFloat] = None
     target_max: Optional[PositiveFloat] = None
     save_every: PositiveInt = 50
