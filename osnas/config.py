@@ -56,7 +56,7 @@ class PhaseConfig(Section):
     grad_clip: Optional[PositiveFloat] = 5.0
     amp: Literal["none", "bf16", "fp16"] = "none"
     # NHWC activations: auto = on for CPU (oneDNN; measured faster for these networks, BENCHMARKS.md
-    # "compilers") and for CUDA with AMP (tensor cores); off for CUDA in float32
+    # "compilers") and for CUDA with AMP (tensor cores); off for CUDA in float32 and for dtype float64
     channels_last: Union[bool, Literal["auto"]] = "auto"
 
 
