@@ -248,12 +248,13 @@ class Evaluator:
         if state:  # leave the supernet's BN buffers as a full recalibration would
             load_bn_buffers(batchnorms(supernet.path_modules(arch)[:start]), norms)
         items = range(start, count)
-        item_norms = [batchnorms([supernet.item_path_module(i, arch)]) for i in items]
+        modules = [supernet.item_path_module(i, arch) for i in items]
+        item_norms = [batchnorms([module]) for module in modules]
         # the recalibration batches go as far as a BN of this path or of any later candidate (for the cache)
         needed = [i for i, n in zip(items, item_norms) if n or self._recal_after[i]]
         with recalibrating([m for n in item_norms for m in n]):
             recal_out = self._sweep(recal, range(start, needed[-1] + 1) if needed else range(0), arch)
-        with folded([supernet.item_path_module(i, arch) for i in items]):
+        with folded(modules):
             val_out = self._sweep(val, items, arch)
         for j, i in enumerate(items):
             norms = norms + bn_buffers(item_norms[j])
