@@ -296,6 +296,18 @@ def _valid_keys(model: type[BaseModel], loc: tuple[Any, ...], extra_keys: tuple[
     return keys + list(extra_keys) if len(loc) == 1 else keys
 
 
+def _field_loc(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``loc`` cut after the value field it reaches: for a union field pydantic appends the member it tried
+    (``bool``, ``literal['auto']``), one error per member, which are one problem to the user."""
+    for n in range(1, len(loc) + 1):
+        parent = _model_at(model, loc[:n - 1])
+        if parent is None or loc[n - 1] not in parent.model_fields:
+            return loc
+        if _model_at(model, loc[:n]) is None:
+            return loc[:n]
+    return loc
+
+
 def _origin(key: str, source: str, overrides: tuple[str, ...]) -> str:
     """Where a bad key came from: the ``--set`` that wrote it, else the file."""
     for item in overrides:
@@ -314,11 +326,19 @@ def format_validation_error(exc: ValidationError, model: type[BaseModel], source
     component's options).
     """
     lines = []
+    unions: dict[str, int] = {}  # key of a union field -> its line
     for err in exc.errors():
-        loc = tuple(err["loc"])
+        loc = _field_loc(model, tuple(err["loc"]))
         key = ".".join(str(p) for p in (prefix.split(".") if prefix else []) + list(loc)) or "(top level)"
         where = _origin(key, source, overrides)
-        if err["type"] == "extra_forbidden":
+        if len(loc) < len(err["loc"]):  # a union field: one line for all its members, with what is wrong inside
+            inner = ".".join(str(p) for p in err["loc"][len(loc) + 1:])
+            if key not in unions:
+                unions[key] = len(lines)
+                lines.append(f"{where}: key '{key}': got {shown(err.get('input'))}; expected {_expected(model, loc)}")
+            if inner:
+                lines[unions[key]] += f"; at {inner}: {err['msg'].lower()} (got {shown(err.get('input'))})"
+        elif err["type"] == "extra_forbidden":
             valid = _valid_keys(model, loc, extra_keys)
             close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""

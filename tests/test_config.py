@@ -68,6 +68,10 @@ def test_override_errors():
         ("device: tpu\n", "device must be one of"),
         ("dtype: float16\n", "key 'dtype': got 'float16'; input should be 'float32' or 'float64'"),
         ("dtype: float64\nfinal: {amp: bf16}\n", "final.amp (bf16) computes in half precision"),
+        # a union field: one line, not one per member with pydantic's member tags
+        ("final: {channels_last: maybe}\n", "key 'final.channels_last': got 'maybe'; expected true or false or one of auto"),
+        ("criterion: {name: focal, alpha: [1, -2]}\n",
+         "key 'criterion.alpha': got [1, -2]; expected a number > 0 or list or null; at 1: input should be greater than 0"),
     ],
 )
 def test_bad_config_messages(tmp_path, text, expected):
@@ -76,6 +80,7 @@ def test_bad_config_messages(tmp_path, text, expected):
         load_config(path)
     assert expected in str(info.value)
     assert str(path) in str(info.value)
+    assert "literal[" not in str(info.value) and str(info.value).count(str(path)) == 1  # one problem, one line
 
 
 def test_wrong_type_names_expected_type(tmp_path):
