@@ -297,13 +297,16 @@ def _valid_keys(model: type[BaseModel], loc: tuple[Any, ...], extra_keys: tuple[
 
 
 def _field_loc(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[Any, ...]:
-    """``loc`` cut after the value field it reaches: for a union field pydantic appends the member it tried
-    (``bool``, ``literal['auto']``), one error per member, which are one problem to the user."""
+    """``loc`` cut after a union field it reaches: there pydantic appends the member it tried (``bool``,
+    ``literal['auto']``), one error per member, which are one problem to the user. Other locations
+    (list items, nested sections) stay whole."""
     for n in range(1, len(loc) + 1):
         parent = _model_at(model, loc[:n - 1])
         if parent is None or loc[n - 1] not in parent.model_fields:
             return loc
-        if _model_at(model, loc[:n]) is None:
+        annotation = parent.model_fields[loc[n - 1]].annotation
+        members = [a for a in getattr(annotation, "__args__", ()) if a is not type(None)]
+        if get_origin(annotation) in (Union, UnionType) and len(members) > 1:
             return loc[:n]
     return loc
 
