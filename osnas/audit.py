@@ -7,7 +7,10 @@ found one are scored by the run's evaluator (BN recalibration, validation batche
 of the search split) and trained from scratch with the run's final recipe (or a
 shorter proxy) on the search-train split, then scored on the search-validation
 split; the test split never takes part. Kendall tau, Spearman rho (with p-values)
-and the top-k overlap say how well the two orders agree.
+and the top-k overlap say how well the two orders agree. With ``repeats`` > 1 each
+architecture is trained that many times from different initialisations and its
+stand-alone score is the mean: on a small validation split one image is worth more
+than the gap between two architectures, and the spread says how much of it is noise.
 
 Every finished architecture is saved in ``audit_state.json`` (each stand-alone
 training also keeps its per-epoch checkpoint under ``audit/arch-NN/``), so an
@@ -52,10 +55,11 @@ class AuditSettings:
     proxy_epochs: int | None = None
     top_k: int = 3
     seed: int = 0
+    repeats: int = 1
 
     @classmethod
     def from_config(cls, cfg: AuditConfig) -> "AuditSettings":
-        return cls(cfg.k, cfg.proxy_epochs, cfg.top_k, cfg.seed)
+        return cls(cfg.k, cfg.proxy_epochs, cfg.top_k, cfg.seed, cfg.repeats)
 
     def check(self) -> None:
         if self.k < 2:
@@ -63,6 +67,8 @@ class AuditSettings:
         if self.proxy_epochs is not None and self.proxy_epochs < 1:
             raise OsnasError(f"audit proxy_epochs must be >= 1 (or null for the run's final epochs), "
                              f"got {self.proxy_epochs}")
+        if self.repeats < 1:
+            raise OsnasError(f"audit repeats must be >= 1 (stand-alone trainings per architecture), got {self.repeats}")
         if not 1 <= self.top_k <= self.k + 1:
             raise OsnasError(f"audit top_k must be between 1 and k + 1 = {self.k + 1} "
                              f"(the K drawn architectures plus the found one), got {self.top_k}")
@@ -209,7 +215,8 @@ class Audit:
         self.state = self._load_state()
 
     def _settings_record(self) -> dict[str, Any]:
-        return {"k": self.settings.k, "proxy_epochs": self.epochs, "seed": self.settings.seed}
+        return {"k": self.settings.k, "proxy_epochs": self.epochs, "seed": self.settings.seed,
+                "repeats": self.settings.repeats}
 
     def _load_state(self) -> dict[str, Any]:
         if not self.run.exists(STATE_FILE):
@@ -219,6 +226,9 @@ class Audit:
         if not isinstance(state, dict) or any(key not in state for key in keys):
             raise OsnasError(f"{self.run.file(STATE_FILE)} is damaged (expected keys {', '.join(keys)}); "
                              "delete it to redo the audit from its start")
+        if isinstance(state["settings"], dict) and "repeats" not in state["settings"]:  # written before repeats
+            state["settings"]["repeats"] = 1
+            state["standalone"] = [[] if score is None else [score] for score in state["standalone"]]
         if state["settings"] != self._settings_record():
             raise OsnasError(f"{self.run.file(STATE_FILE)} belongs to an audit with {state['settings']}, not "
                              f"{self._settings_record()}; rerun with those settings to continue it, or delete "
@@ -237,7 +247,7 @@ class Audit:
         drawn = stratified_sample(comp.constraint, rng, self.settings.k, exclude=[self.found])
         archs = [*drawn.tolist(), [int(i) for i in self.found]]
         self.state = {"settings": self._settings_record(), "archs": archs,
-                      "supernet": [None] * len(archs), "standalone": [None] * len(archs)}
+                      "supernet": [None] * len(archs), "standalone": [[] for _ in archs]}
         self._save_state()
 
     def score_on_supernet(self) -> None:
@@ -255,37 +265,44 @@ class Audit:
         self._save_state()
 
     def train_standalone(self) -> None:
-        """Each architecture from scratch with the run's final recipe on the search split, resumable."""
+        """Each architecture from scratch with the run's final recipe on the search split, resumable.
+
+        Repeat r initialises from seed ``config.seed + r`` (the data order is the run's); its
+        checkpoints go to ``audit/arch-NN`` (r = 0) or ``audit/arch-NN-rR``.
+        """
         comp = self.agent.setup()
         self.agent.components = dataclasses.replace(comp, dataflow=SearchSplitData(comp.dataflow))
-        total = len(self.state["archs"])
+        total, repeats = len(self.state["archs"]), self.settings.repeats
         for i, arch in enumerate(self.state["archs"]):
-            if self.state["standalone"][i] is not None:
-                continue
-            folder = self.run.file("audit") / f"arch-{i:02d}"
-            folder.mkdir(parents=True, exist_ok=True)
-            ctx = self.agent.context(distributed.rank_view(RunDir(folder)))
-            self.agent.timer.seconds.clear()  # each architecture's metrics count its own seconds
-            final = FinalPhase(ctx, np.asarray(arch, dtype=np.int64))
-            final.run()
-            score = float(TestPhase(ctx).metrics(final)[comp.training_agent.selection_metric])
-            self.state["standalone"][i] = score
-            self._save_state()
-            self.say(f"audit: architecture {i + 1}/{total} trained ({self.epochs} epochs): "
-                     f"validation {comp.training_agent.selection_metric} {score:.4f}, "
-                     f"supernet score {self.state['supernet'][i]:.4f}")
+            scores = self.state["standalone"][i]
+            for r in range(len(scores), repeats):
+                folder = self.run.file("audit") / (f"arch-{i:02d}" + (f"-r{r}" if r else ""))
+                folder.mkdir(parents=True, exist_ok=True)
+                ctx = dataclasses.replace(self.agent.context(distributed.rank_view(RunDir(folder))),
+                                          config=with_overrides(self.config, [f"seed={self.config.seed + r}"]))
+                self.agent.timer.seconds.clear()  # each training's metrics count its own seconds
+                final = FinalPhase(ctx, np.asarray(arch, dtype=np.int64))
+                final.run()
+                scores.append(float(TestPhase(ctx).metrics(final)[comp.training_agent.selection_metric]))
+                self._save_state()
+                run_label = f" run {r + 1}/{repeats}" if repeats > 1 else ""
+                self.say(f"audit: architecture {i + 1}/{total}{run_label} trained ({self.epochs} epochs): "
+                         f"validation {comp.training_agent.selection_metric} {scores[-1]:.4f}, "
+                         f"supernet score {self.state['supernet'][i]:.4f}")
 
     def result(self) -> dict[str, Any]:
         comp = self.agent.setup()
         archs = np.asarray(self.state["archs"], dtype=np.int64)
         supernet = np.asarray(self.state["supernet"], dtype=np.float64)
-        standalone = np.asarray(self.state["standalone"], dtype=np.float64)
+        runs = np.asarray(self.state["standalone"], dtype=np.float64)  # (architectures, repeats)
+        standalone = runs.mean(axis=1)
         random_scores = standalone[:-1]
         found_score = standalone[-1]
         return {
             "version": VERSION,
             "k": self.settings.k,
             "proxy_epochs": self.epochs,
+            "repeats": self.settings.repeats,
             **rank_agreement(supernet, standalone, self.settings.top_k),
             "top_k": self.settings.top_k,
             "metric": comp.training_agent.selection_metric,
@@ -294,9 +311,12 @@ class Audit:
             "found_rank": int(1 + np.sum(standalone > found_score)),
             "median_random": float(np.median(random_scores)),
             "found_at_least_median": bool(found_score >= np.median(random_scores)),
+            # the spread of the repeats (population std): how far one training's score is from the mean
+            "repeat_std_mean": float(runs.std(axis=1).mean()),
             "archs": [{"indices": [int(i) for i in arch], "supernet_score": float(s), "standalone_score": float(t),
-                       "costs": comp.lut.costs(arch), "found": n == len(archs) - 1}
-                      for n, (arch, s, t) in enumerate(zip(archs, supernet, standalone))],
+                       "standalone_runs": [float(v) for v in r], "costs": comp.lut.costs(arch),
+                       "found": n == len(archs) - 1}
+                      for n, (arch, s, t, r) in enumerate(zip(archs, supernet, standalone, runs))],
         }
 
     def run_all(self) -> dict[str, Any]:
@@ -323,6 +343,9 @@ def plot_audit(result: dict[str, Any], path: Path) -> Path:
     found = np.array([a["found"] for a in archs])
     figure = Figure(figsize=(6, 4.5))
     ax = figure.add_subplot()
+    spread = np.array([np.std(a.get("standalone_runs", [0.0])) for a in archs])
+    if result.get("repeats", 1) > 1:  # one standard deviation of the repeated trainings
+        ax.errorbar(x, y, yerr=spread, fmt="none", ecolor="grey", elinewidth=0.8, capsize=2, zorder=0)
     points = ax.scatter(x, y, c=cost, cmap="viridis", s=40, edgecolors="black", linewidths=0.5)
     ax.scatter(x[found], y[found], marker="*", s=260, facecolors="none", edgecolors="red", linewidths=1.5,
                label="found architecture")
@@ -334,7 +357,8 @@ def plot_audit(result: dict[str, Any], path: Path) -> Path:
     ax.set_title(f"Kendall tau {fmt(result['kendall_tau'])} (p {fmt(result['kendall_p'])}), "
                  f"Spearman rho {fmt(result['spearman_rho'])}", fontsize=9)
     ax.set_xlabel(f"supernet score (validation {result['metric']}, BN recalibrated)")
-    ax.set_ylabel(f"stand-alone validation {result['metric']} ({result['proxy_epochs']} epochs)")
+    runs = f", mean of {result['repeats']} runs" if result.get("repeats", 1) > 1 else ""
+    ax.set_ylabel(f"stand-alone validation {result['metric']} ({result['proxy_epochs']} epochs{runs})")
     ax.legend(loc="best", fontsize=8)
     return save_figure(figure, path)
 

@@ -95,7 +95,7 @@ def test_audit_phase_of_a_search_resumes_with_osnas_audit(tmp_path, capsys, monk
 
     def save_then_interrupt(self):
         original(self)
-        if sum(s is not None for s in self.state["standalone"]) == 2:
+        if sum(bool(runs) for runs in self.state["standalone"]) == 2:
             raise KeyboardInterrupt
 
     monkeypatch.setattr(Audit, "_save_state", save_then_interrupt)
@@ -105,7 +105,11 @@ def test_audit_phase_of_a_search_resumes_with_osnas_audit(tmp_path, capsys, monk
     (run_dir,) = [p for p in (tmp_path / "runs").iterdir() if p.name != "lookup_tables"]
     assert (run_dir / "results.json").is_file()  # the audit runs after the search's own phases
     state = json.loads((run_dir / "audit_state.json").read_text())
-    assert sum(s is not None for s in state["standalone"]) == 2 and not (run_dir / "audit.json").exists()
+    assert [len(runs) for runs in state["standalone"]] == [1, 1, 0, 0] and not (run_dir / "audit.json").exists()
+    # a state written before `repeats` existed (one float per architecture) continues as repeats=1
+    old = {**state, "settings": {k: v for k, v in state["settings"].items() if k != "repeats"},
+           "standalone": [runs[0] if runs else None for runs in state["standalone"]]}
+    (run_dir / "audit_state.json").write_text(json.dumps(old))
 
     code, out, err = run_cli(capsys, "audit", "--run", str(run_dir), "--quiet")  # settings from the run's config
     assert code == 0, err
@@ -114,7 +118,8 @@ def test_audit_phase_of_a_search_resumes_with_osnas_audit(tmp_path, capsys, monk
     assert "Kendall tau" in out and "found's rank" in out
     result = json.loads((run_dir / "audit.json").read_text())
     assert (run_dir / "audit.png").stat().st_size > 0
-    assert [a["standalone_score"] for a in result["archs"]][:2] == [s for s in state["standalone"] if s is not None]
+    assert [a["standalone_score"] for a in result["archs"]][:2] == [runs[0] for runs in state["standalone"][:2]]
+    assert all(a["standalone_runs"] == [a["standalone_score"]] for a in result["archs"])
     assert [a["indices"] for a in result["archs"]] == state["archs"]
 
     assert result["version"] == 1 and result["k"] == 3 and result["proxy_epochs"] == 1 and result["top_k"] == 2
@@ -141,6 +146,32 @@ def test_audit_phase_of_a_search_resumes_with_osnas_audit(tmp_path, capsys, monk
     monkeypatch.setattr(Audit, "run_all", lambda self: (_ for _ in ()).throw(KeyboardInterrupt))
     code, _, err = run_cli(capsys, "audit", "--run", str(run_dir), "--quiet")
     assert code == 130 and f"osnas audit --run {run_dir}" in err
+
+
+def test_repeated_stand_alone_trainings_are_averaged(tmp_path, capsys):
+    config = write_config(tmp_path / "c.yaml", small_config(tmp_path, tmp_path / "luts"))
+    code, _, err = run_cli(capsys, "search", "--config", str(config), "--quiet")
+    assert code == 0, err
+    (run_dir,) = [p for p in (tmp_path / "runs").iterdir() if p.name != "lookup_tables"]
+    code, out, err = run_cli(capsys, "audit", "--run", str(run_dir), "--k", "2", "--top-k", "1",
+                             "--proxy-epochs", "1", "--repeats", "2", "--quiet")
+    assert code == 0, err
+    assert out.count("audit: architecture") == 6 and "architecture 3/3 run 2/2 trained" in out
+    assert "mean of 2" in out and "spread of one architecture's runs" in out
+    result = json.loads((run_dir / "audit.json").read_text())
+    assert result["repeats"] == 2
+    for i, arch in enumerate(result["archs"]):
+        assert len(arch["standalone_runs"]) == 2
+        assert arch["standalone_score"] == pytest.approx(float(np.mean(arch["standalone_runs"])))
+        assert (run_dir / "audit" / f"arch-{i:02d}" / "model.pt").is_file()
+        assert (run_dir / "audit" / f"arch-{i:02d}-r1" / "model.pt").is_file()
+    spreads = [float(np.std(a["standalone_runs"])) for a in result["archs"]]
+    assert result["repeat_std_mean"] == pytest.approx(float(np.mean(spreads)))
+    standalone = np.array([a["standalone_score"] for a in result["archs"]])
+    expected = rank_agreement(np.array([a["supernet_score"] for a in result["archs"]]), standalone, 1)
+    assert {key: result[key] for key in expected} == pytest.approx(expected, nan_ok=True)
+    code, _, err = run_cli(capsys, "audit", "--run", str(run_dir), "--repeats", "0", "--quiet")
+    assert code == 2 and "repeats must be >= 1" in err
 
 
 def test_audit_of_an_unfinished_run_is_a_clear_error(tmp_path, capsys):

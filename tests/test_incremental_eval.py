@@ -11,7 +11,7 @@ import torch
 from osnas.cli.profile import load_space
 from osnas.registry import REGISTRIES
 from osnas.search_spaces.supernet import Supernet
-from osnas.search_strategies.evaluator import Evaluator, FoldedConv, folded
+from osnas.search_strategies.evaluator import Evaluator, FoldedConv, folded, merge_batches
 from osnas.search_strategies.prefix_cache import PrefixCache, PrefixState
 from osnas.training import compute_in
 
@@ -102,6 +102,29 @@ def test_no_recalibration_or_float64_is_exact_too(bn_batches, dtype):
     plain = evaluator(copy.deepcopy(net), 0, bn_batches=bn_batches)
     cached = evaluator(copy.deepcopy(net), 16, bn_batches=bn_batches)
     assert np.array_equal(plain.evaluate(archs), cached.evaluate(archs))
+
+
+def test_validation_batches_merge_in_order_within_the_limit_and_never_split():
+    xs = [torch.zeros(n, 3, 4, 4) for n in (4, 4, 8, 2, 4)]  # 16 positions per image
+    groups = merge_batches(xs, limit=16 * 8)
+    assert [[len(x) for x in g] for g in groups] == [[4, 4], [8], [2, 4]]
+    assert [x for g in groups for x in g] == xs  # the same tensors, in order
+    assert [len(g) for g in merge_batches(xs, limit=0)] == [1] * 5  # 0: one forward per batch
+    assert [[len(x) for x in g] for g in merge_batches([torch.zeros(9, 3, 4, 4)], limit=16)] == [[9]]
+
+
+def test_merged_validation_scores_as_one_forward_per_batch():
+    _, definition = load_space("proxylessnas", ["width_mult=0.25"], 16, 3, 10)
+    torch.manual_seed(4)
+    net = compute_in(Supernet(definition), torch.float64)  # no float32 rounding between batch sizes
+    archs = candidates(definition, 7)[:4]
+    data = batches(3, 1)
+    merged, apart = (Evaluator(copy.deepcopy(net), agent(), batches(2, 0), data, 2, 3, 16, merge_positions=limit)
+                     for limit in (2**20, 0))
+    assert len(merged.val_inputs) == 1 and len(apart.val_inputs) == 3
+    assert np.array_equal(merged.evaluate(archs), apart.evaluate(archs))
+    for key, metrics in apart.metrics.items():
+        assert merged.metrics[key] == pytest.approx(metrics, rel=1e-12)
 
 
 def test_lru_keeps_recent_entries_within_the_cap():

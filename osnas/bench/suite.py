@@ -126,16 +126,18 @@ def cost_queries(n: int = 100_000) -> tuple[float, float]:
 
 
 # ----------------------------------------------------------------------------- 3. evaluation
-def timed_search(supernet: Supernet, cfg: Any, comp: Any, prefix_cache_mb: float, device: torch.device) -> dict[str, Any]:
+def timed_search(supernet: Supernet, cfg: Any, comp: Any, prefix_cache_mb: float, device: torch.device,
+                 merge: bool = True) -> dict[str, Any]:
     """The config's search strategy on ``supernet`` (a copy) as the search phase runs it; seconds, scores, cache."""
     import copy
 
     from osnas.search_strategies.base import SearchContext
-    from osnas.search_strategies.evaluator import Evaluator
+    from osnas.search_strategies.evaluator import MERGE_POSITIONS, Evaluator
 
     train, val = comp.dataflow.search_split()
     ev = cfg.evaluation
-    evaluator = Evaluator(copy.deepcopy(supernet), comp.training_agent, train, val, ev.bn_batches, ev.val_batches, prefix_cache_mb)
+    evaluator = Evaluator(copy.deepcopy(supernet), comp.training_agent, train, val, ev.bn_batches, ev.val_batches,
+                          prefix_cache_mb, MERGE_POSITIONS if merge else 0)
     strategy = REGISTRIES["search_strategy"].get(cfg.search_strategy.name)(cfg.search_strategy.options)
     context = SearchContext(comp.definition, comp.lut, comp.constraint, evaluator, np.random.default_rng([cfg.seed, 1]))
     seconds = time_call(lambda: context.extras.update(result=strategy.search(context)), device)
@@ -146,19 +148,21 @@ def timed_search(supernet: Supernet, cfg: Any, comp: Any, prefix_cache_mb: float
 
 def compare_searches(supernet: Supernet, cfg: Any, comp: Any, device: torch.device) -> dict[str, dict[str, Any]]:
     """The search three ways, taking turns twice, the faster of each: ``old`` (the evaluator before issue 17:
-    default layout, no prefix cache), ``cached`` (the same with the prefix cache; results checked identical)
-    and ``default`` (what the search phase runs now: the supernet phase's layout, prefix cache)."""
+    default layout, no prefix cache, one forward per validation batch), ``cached`` (the same with the prefix
+    cache; results checked identical) and ``default`` (what the search phase runs now: the supernet phase's
+    layout, prefix cache, merged validation batches)."""
     import copy
 
     from osnas.training import in_layout
 
     mb = cfg.evaluation.prefix_cache_mb
     default_net = in_layout(copy.deepcopy(supernet), cfg.supernet.channels_last, cfg.supernet.amp, device)
-    variants = {"old": (supernet, 0.0), "cached": (supernet, mb), "default": (default_net, mb)}
+    variants = {"old": (supernet, 0.0, False), "cached": (supernet, mb, False), "default": (default_net, mb, True)}
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
     for order in (list(variants), list(variants)[::-1]):
         for name in order:
-            runs[name].append(timed_search(variants[name][0], cfg, comp, variants[name][1], device))
+            net, megabytes, merge = variants[name]
+            runs[name].append(timed_search(net, cfg, comp, megabytes, device, merge))
     best = {name: min(r, key=lambda run: run["seconds"]) for name, r in runs.items()}
     if best["old"]["scores"] != best["cached"]["scores"] or best["old"]["best"] != best["cached"]["best"]:
         raise RuntimeError("the prefix-cached search differs from the uncached one")

@@ -25,6 +25,8 @@ def audit(
                                                "(default: the run's audit.proxy_epochs, else final.epochs)."),
     top_k: Optional[int] = typer.Option(None, "--top-k", help="k of the top-k overlap (default: audit.top_k, 3)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the architecture draw (default: audit.seed)."),
+    repeats: Optional[int] = typer.Option(None, "--repeats", help="Stand-alone trainings per architecture from "
+                                          "different initialisations; the mean is ranked (default: audit.repeats, 1)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Train K cost-stratified architectures and the found one from scratch on the search split; write
@@ -40,6 +42,7 @@ def audit(
         proxy_epochs=saved.proxy_epochs if proxy_epochs is None else proxy_epochs,
         top_k=saved.top_k if top_k is None else top_k,
         seed=saved.seed if seed is None else seed,
+        repeats=saved.repeats if repeats is None else repeats,
     )
     job = Audit(run, settings, quiet=quiet, say=lambda message: out.print(message, highlight=False, soft_wrap=True))
     run.lock()
@@ -60,7 +63,8 @@ def audit_table(result: dict) -> Table:
     def fmt(value: float | None, digits: int = 3) -> str:
         return "undefined (constant scores)" if value is None else f"{value:.{digits}f}"
 
-    table = Table(title=f"ranking audit: {result['k']} random + found, {result['proxy_epochs']} epochs stand-alone")
+    runs = f", mean of {result['repeats']} runs each" if result.get("repeats", 1) > 1 else ""
+    table = Table(title=f"ranking audit: {result['k']} random + found, {result['proxy_epochs']} epochs stand-alone{runs}")
     table.add_column("figure")
     table.add_column("value", justify="right")
     table.add_row("Kendall tau (p)", f"{fmt(result['kendall_tau'])} ({fmt(result['kendall_p'], 4)})")
@@ -68,6 +72,8 @@ def audit_table(result: dict) -> Table:
     table.add_row(f"top-{result['top_k']} overlap", f"{result['top_k_overlap']:.2f}")
     supernet = [a["supernet_score"] for a in result["archs"]]
     table.add_row("supernet scores (min-max)", f"{min(supernet):.4f}-{max(supernet):.4f}")
+    if result.get("repeats", 1) > 1:
+        table.add_row("spread of one architecture's runs (std, mean)", f"{result['repeat_std_mean']:.4f}")
     table.add_row(f"found: stand-alone {result['metric']}", f"{result['found_standalone']:.4f}")
     table.add_row("median of the random ones", f"{result['median_random']:.4f}")
     table.add_row("found's rank (1 = best)", f"{result['found_rank']} of {len(result['archs'])}")

@@ -3,13 +3,14 @@
 For each candidate: BN statistics on its path are reset and recomputed over a
 fixed set of training batches (the shared running stats of a supernet do not
 fit any single path), then it is scored on a fixed validation subset, with each
-eval-mode BN folded into the convolution before it. Scores are cached, so no
-architecture is evaluated twice.
+eval-mode BN folded into the convolution before it and the validation batches
+run as a few large ones (eval-mode outputs do not depend on the batch). Scores
+are cached, so no architecture is evaluated twice.
 """
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager
 from itertools import islice
 from typing import Callable, Iterator
 
@@ -149,6 +150,29 @@ def cast(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return x.to(dtype) if x.is_floating_point() else x
 
 
+MERGE_POSITIONS = 2**20  # merged validation inputs hold at most this many images x pixels (digits 16x16: 4,096 images)
+
+
+def merge_batches(inputs: list[torch.Tensor], limit: int = MERGE_POSITIONS) -> list[list[torch.Tensor]]:
+    """Consecutive inputs grouped so each group's images x pixels stay within ``limit``; a batch is never split.
+
+    Per-operator overhead dominates small batches on a CPU (quickstart: 9 batches of 32 cost 1.3x
+    one batch of 288), and eval-mode outputs are the same whatever the batch, so scoring runs one
+    forward per group.
+    """
+    groups: list[list[torch.Tensor]] = []
+    size = limit + 1
+    for x in inputs:
+        n = x.numel() // max(x.shape[1], 1) if x.dim() > 1 else x.numel()
+        if groups and size + n <= limit:
+            groups[-1].append(x)
+            size += n
+        else:
+            groups.append([x])
+            size = n
+    return groups
+
+
 class Evaluator:
     """``evaluate(archs) -> scores`` (higher is better) with BN recalibration and a cache.
 
@@ -156,7 +180,8 @@ class Evaluator:
     (:mod:`osnas.search_strategies.prefix_cache`): the same operations on the same tensors, so
     the scores are bit-identical to a full evaluation, at the cost of up to that many MB of
     activations. A batch of candidates is scored in lexicographic order, neighbours sharing
-    the longest prefixes.
+    the longest prefixes. The validation batches run merged up to ``merge_positions`` images x
+    pixels per forward (0: one forward per batch, as before issue 17).
 
     It is also the search's :class:`~osnas.search_strategies.base.SupernetScorer`: the
     frozen supernet as a differentiable loss of mixing weights on its training batches.
@@ -170,12 +195,16 @@ class Evaluator:
         val_loader: Loader,
         bn_batches: int = 4,
         val_batches: int = 4,
-        prefix_cache_mb: float = 2048.0,
+        prefix_cache_mb: float = 512.0,
+        merge_positions: int = MERGE_POSITIONS,
     ) -> None:
         self.supernet = supernet
         self.agent = agent
         self.bn_data = take_batches(train_loader, bn_batches)
         self.val_data = take_batches(val_loader, val_batches)
+        groups = merge_batches([x for x, _ in self.val_data], merge_positions)
+        self.val_inputs = [torch.cat(group) for group in groups]  # what scoring runs; answers split back per batch
+        self._val_sizes = [[len(x) for x in group] for group in groups]
         self.cache: dict[tuple[int, ...], float] = {}
         self.metrics: dict[tuple[int, ...], dict[str, float]] = {}
         self.recalibrations = 0
@@ -197,14 +226,12 @@ class Evaluator:
         self.supernet.eval()
         try:
             if self.prefix_cache is None:
-                forward = self._recalibrated_forward(key)
-                folding: AbstractContextManager = folded(self.supernet.path_modules(key))
-            else:  # its outputs on the validation batches are computed already, with BN folded
-                forward, folding = self._incremental_forward(key, self.prefix_cache), nullcontext()
+                outputs = self._full_outputs(key)
+            else:  # resumes from the longest prefix scored before
+                outputs = self._incremental_outputs(key, self.prefix_cache)
             self.recalibrations += 1 if self.bn_data else 0
-            # no autograd bookkeeping (nothing scored here is differentiated); BN folded into the convs
-            with torch.inference_mode(), folding:
-                metrics = self.agent.evaluate(forward, self.val_data)
+            with torch.inference_mode():  # no autograd bookkeeping: nothing scored here is differentiated
+                metrics = self.agent.evaluate(self._answers(key, outputs), self.val_data)
         finally:
             self.supernet.train(was_training)
         value = float(metrics[self.agent.selection_metric])
@@ -212,23 +239,34 @@ class Evaluator:
         self.metrics[key] = metrics
         return value
 
-    def _recalibrated_forward(self, key: tuple[int, ...]) -> Callable[[torch.Tensor], torch.Tensor]:
-        """The path's BN recalibrated by whole forwards; the path's forward."""
+    def _full_outputs(self, key: tuple[int, ...]) -> list[torch.Tensor]:
+        """The path's BN recalibrated by whole forwards; its outputs on the merged validation inputs, BN folded."""
 
         def forward(x: torch.Tensor) -> torch.Tensor:
             return self.supernet(x, key)
 
         recalibrate_bn(forward, batchnorms(self.supernet.path_modules(key)), self.bn_data)
+        with torch.inference_mode(), folded(self.supernet.path_modules(key)):
+            return [forward(x) for x in self.val_inputs]
+
+    def _answers(self, key: tuple[int, ...], outputs: list[torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+        """A forward that answers each fixed validation batch from the merged outputs (any other input runs the path)."""
+        pieces = [piece for out, sizes in zip(outputs, self._val_sizes) for piece in out.split(sizes)]
+        known = {id(x): out for (x, _), out in zip(self.val_data, pieces)}
+
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            out = known.get(id(x))
+            return self.supernet(x, key) if out is None else out
+
         return forward
 
     @torch.inference_mode()
-    def _incremental_forward(self, key: tuple[int, ...], cache: PrefixCache) -> Callable[[torch.Tensor], torch.Tensor]:
-        """Recalibrate and run the validation batches from the longest cached prefix on.
+    def _incremental_outputs(self, key: tuple[int, ...], cache: PrefixCache) -> list[torch.Tensor]:
+        """Recalibrate and run the merged validation inputs from the longest cached prefix on.
 
         Batch by batch through the remaining items, as a whole forward goes (so a batch's activations
-        stay in the CPU cache), keeping every item's outputs for the prefix cache. Returns a forward
-        that answers the fixed validation batches from the computed outputs (any other input runs
-        the whole path).
+        stay in the CPU cache), keeping every item's outputs for the prefix cache. Returns the
+        path's outputs on the merged validation inputs.
         """
         supernet, arch = self.supernet, list(key)
         stops = [stop for _, stop in supernet.definition.item_slices]
@@ -243,7 +281,7 @@ class Evaluator:
         cache.misses += count - start
         dtype = next(supernet.parameters()).dtype  # the input cast of training.compute_in, which item calls skip
         recal = list(state.recal) if state else [cast(x, dtype) for x, _ in self.bn_data]
-        val = list(state.val) if state else [cast(x, dtype) for x, _ in self.val_data]
+        val = list(state.val) if state else [cast(x, dtype) for x in self.val_inputs]
         norms = state.norms if state else ()
         if state:  # leave the supernet's BN buffers as a full recalibration would
             load_bn_buffers(batchnorms(supernet.path_modules(arch)[:start]), norms)
@@ -261,14 +299,7 @@ class Evaluator:
             if stops[i] < len(key):  # a prefix of the whole architecture only (the score cache holds the rest)
                 kept = recal_out[j] if self._recal_after[i] else []
                 cache.put((i, *key[:stops[i]]), PrefixState(tuple(kept), tuple(val_out[j]), norms))
-        final = val_out[-1] if val_out else val
-        outputs = {id(x): out for (x, _), out in zip(self.val_data, final)}
-
-        def forward(x: torch.Tensor) -> torch.Tensor:
-            out = outputs.get(id(x))
-            return supernet(x, key) if out is None else out
-
-        return forward
+        return val_out[-1] if val_out else val
 
     def _sweep(self, batches: list[torch.Tensor], items: range, arch: list[int]) -> list[list[torch.Tensor]]:
         """Each batch through ``items`` in turn; ``[item][batch]`` outputs."""
@@ -321,6 +352,7 @@ class Evaluator:
         return (f"prefix cache: {stats['hits']} of {stats['hits'] + stats['misses']} layer evaluations reused "
                 f"({stats['hit_rate']:.0%}), peak {stats['peak_bytes'] / 2**20:.0f} MB of "
                 f"{stats['max_bytes'] / 2**20:.0f} MB, {stats['evictions']} evictions")
+
     def state_dict(self) -> dict[str, object]:
         return {"cache": [[list(k), v] for k, v in self.cache.items()]}
 
