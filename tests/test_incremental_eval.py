@@ -127,6 +127,19 @@ def test_merged_validation_scores_as_one_forward_per_batch():
         assert merged.metrics[key] == pytest.approx(metrics, rel=1e-12)
 
 
+@pytest.mark.parametrize("cache_mb", [0, 16])
+def test_scoring_leaves_every_module_in_its_own_mode(cache_mb):
+    _, definition = load_space("proxylessnas", ["width_mult=0.25"], 16, 3, 10)
+    net = Supernet(definition).train()
+    modules = list(net.modules())
+    for m in modules[::3]:  # a mix, as inside a frozen supernet (eval, BN in train mode)
+        m.training = False
+    before = [m.training for m in modules]
+    scorer = evaluator(net, cache_mb)
+    scorer.evaluate(candidates(definition, 9)[:3])
+    assert [m.training for m in modules] == before
+
+
 def test_lru_keeps_recent_entries_within_the_cap():
     t = torch.zeros(256)  # 1 KiB
     cache = PrefixCache(2 * 2048)

@@ -55,6 +55,23 @@ def recalibrating(norms: list[nn.modules.batchnorm._BatchNorm]) -> Iterator[None
 
 
 @contextmanager
+def eval_mode(modules: list[nn.Module]) -> Iterator[None]:
+    """``modules`` (a path's) in eval mode inside, each submodule's own mode restored after.
+
+    Only the path: ``supernet.eval()`` walks every candidate of every layer, 12 % of the
+    quickstart search's time when done per candidate.
+    """
+    flags = [(m, m.training) for module in modules for m in module.modules()]
+    for m, _ in flags:
+        m.training = False
+    try:
+        yield
+    finally:
+        for m, training in flags:
+            m.training = training
+
+
+@contextmanager
 def frozen(supernet: Supernet) -> Iterator[None]:
     """Supernet weights fixed, BN on batch statistics; parameters, modes and BN buffers restored afterwards."""
     flags = [(p, p.requires_grad) for p in supernet.parameters()]
@@ -222,9 +239,7 @@ class Evaluator:
         key = arch_key(arch)
         if key in self.cache:
             return self.cache[key]
-        was_training = self.supernet.training
-        self.supernet.eval()
-        try:
+        with eval_mode(self.supernet.path_modules(key)):
             if self.prefix_cache is None:
                 outputs = self._full_outputs(key)
             else:  # resumes from the longest prefix scored before
@@ -232,8 +247,6 @@ class Evaluator:
             self.recalibrations += 1 if self.bn_data else 0
             with torch.inference_mode():  # no autograd bookkeeping: nothing scored here is differentiated
                 metrics = self.agent.evaluate(self._answers(key, outputs), self.val_data)
-        finally:
-            self.supernet.train(was_training)
         value = float(metrics[self.agent.selection_metric])
         self.cache[key] = value
         self.metrics[key] = metrics
