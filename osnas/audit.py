@@ -343,8 +343,8 @@ def plot_audit(result: dict[str, Any], path: Path) -> Path:
     found = np.array([a["found"] for a in archs])
     figure = Figure(figsize=(6, 4.5))
     ax = figure.add_subplot()
-    spread = np.array([np.std(a.get("standalone_runs", [0.0])) for a in archs])
-    if result.get("repeats", 1) > 1:  # one standard deviation of the repeated trainings
+    if result["repeats"] > 1:  # one standard deviation of the repeated trainings
+        spread = np.array([np.std(a["standalone_runs"]) for a in archs])
         ax.errorbar(x, y, yerr=spread, fmt="none", ecolor="grey", elinewidth=0.8, capsize=2, zorder=0)
     points = ax.scatter(x, y, c=cost, cmap="viridis", s=40, edgecolors="black", linewidths=0.5)
     ax.scatter(x[found], y[found], marker="*", s=260, facecolors="none", edgecolors="red", linewidths=1.5,
@@ -357,7 +357,7 @@ def plot_audit(result: dict[str, Any], path: Path) -> Path:
     ax.set_title(f"Kendall tau {fmt(result['kendall_tau'])} (p {fmt(result['kendall_p'])}), "
                  f"Spearman rho {fmt(result['spearman_rho'])}", fontsize=9)
     ax.set_xlabel(f"supernet score (validation {result['metric']}, BN recalibrated)")
-    runs = f", mean of {result['repeats']} runs" if result.get("repeats", 1) > 1 else ""
+    runs = f", mean of {result['repeats']} runs" if result["repeats"] > 1 else ""
     ax.set_ylabel(f"stand-alone validation {result['metric']} ({result['proxy_epochs']} epochs{runs})")
     ax.legend(loc="best", fontsize=8)
     return save_figure(figure, path)

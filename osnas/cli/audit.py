@@ -63,7 +63,7 @@ def audit_table(result: dict) -> Table:
     def fmt(value: float | None, digits: int = 3) -> str:
         return "undefined (constant scores)" if value is None else f"{value:.{digits}f}"
 
-    runs = f", mean of {result['repeats']} runs each" if result.get("repeats", 1) > 1 else ""
+    runs = f", mean of {result['repeats']} runs each" if result["repeats"] > 1 else ""
     table = Table(title=f"ranking audit: {result['k']} random + found, {result['proxy_epochs']} epochs stand-alone{runs}")
     table.add_column("figure")
     table.add_column("value", justify="right")
@@ -72,7 +72,7 @@ def audit_table(result: dict) -> Table:
     table.add_row(f"top-{result['top_k']} overlap", f"{result['top_k_overlap']:.2f}")
     supernet = [a["supernet_score"] for a in result["archs"]]
     table.add_row("supernet scores (min-max)", f"{min(supernet):.4f}-{max(supernet):.4f}")
-    if result.get("repeats", 1) > 1:
+    if result["repeats"] > 1:
         table.add_row("spread of one architecture's runs (std, mean)", f"{result['repeat_std_mean']:.4f}")
     table.add_row(f"found: stand-alone {result['metric']}", f"{result['found_standalone']:.4f}")
     table.add_row("median of the random ones", f"{result['median_random']:.4f}")

@@ -178,7 +178,7 @@ def merge_batches(inputs: list[torch.Tensor], limit: int = MERGE_POSITIONS) -> l
     forward per group.
     """
     groups: list[list[torch.Tensor]] = []
-    size = limit + 1
+    size = 0
     for x in inputs:
         n = x.numel() // max(x.shape[1], 1) if x.dim() > 1 else x.numel()
         if groups and size + n <= limit:
@@ -239,11 +239,12 @@ class Evaluator:
         key = arch_key(arch)
         if key in self.cache:
             return self.cache[key]
-        with eval_mode(self.supernet.path_modules(key)):
+        path = self.supernet.path_modules(key)
+        with eval_mode(path):
             if self.prefix_cache is None:
-                outputs = self._full_outputs(key)
+                outputs = self._full_outputs(key, path)
             else:  # resumes from the longest prefix scored before
-                outputs = self._incremental_outputs(key, self.prefix_cache)
+                outputs = self._incremental_outputs(key, path, self.prefix_cache)
             self.recalibrations += 1 if self.bn_data else 0
             with torch.inference_mode():  # no autograd bookkeeping: nothing scored here is differentiated
                 metrics = self.agent.evaluate(self._answers(key, outputs), self.val_data)
@@ -252,14 +253,14 @@ class Evaluator:
         self.metrics[key] = metrics
         return value
 
-    def _full_outputs(self, key: tuple[int, ...]) -> list[torch.Tensor]:
+    def _full_outputs(self, key: tuple[int, ...], path: list[nn.Module]) -> list[torch.Tensor]:
         """The path's BN recalibrated by whole forwards; its outputs on the merged validation inputs, BN folded."""
 
         def forward(x: torch.Tensor) -> torch.Tensor:
             return self.supernet(x, key)
 
-        recalibrate_bn(forward, batchnorms(self.supernet.path_modules(key)), self.bn_data)
-        with torch.inference_mode(), folded(self.supernet.path_modules(key)):
+        recalibrate_bn(forward, batchnorms(path), self.bn_data)
+        with torch.inference_mode(), folded(path):
             return [forward(x) for x in self.val_inputs]
 
     def _answers(self, key: tuple[int, ...], outputs: list[torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -274,8 +275,10 @@ class Evaluator:
         return forward
 
     @torch.inference_mode()
-    def _incremental_outputs(self, key: tuple[int, ...], cache: PrefixCache) -> list[torch.Tensor]:
-        """Recalibrate and run the merged validation inputs from the longest cached prefix on.
+    def _incremental_outputs(self, key: tuple[int, ...], path: list[nn.Module], cache: PrefixCache
+                             ) -> list[torch.Tensor]:
+        """Recalibrate and run the merged validation inputs from the longest cached prefix on (``path``: the
+        modules of the path, one per supernet item).
 
         Batch by batch through the remaining items, as a whole forward goes (so a batch's activations
         stay in the CPU cache), keeping every item's outputs for the prefix cache. Returns the
@@ -297,9 +300,9 @@ class Evaluator:
         val = list(state.val) if state else [cast(x, dtype) for x in self.val_inputs]
         norms = state.norms if state else ()
         if state:  # leave the supernet's BN buffers as a full recalibration would
-            load_bn_buffers(batchnorms(supernet.path_modules(arch)[:start]), norms)
+            load_bn_buffers(batchnorms(path[:start]), norms)
         items = range(start, count)
-        modules = [supernet.item_path_module(i, arch) for i in items]
+        modules = path[start:]
         item_norms = [batchnorms([module]) for module in modules]
         # the recalibration batches go as far as a BN of this path or of any later candidate (for the cache)
         needed = [i for i, n in zip(items, item_norms) if n or self._recal_after[i]]
