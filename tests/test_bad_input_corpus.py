@@ -137,6 +137,7 @@ CASES = [
     Case("audit-k-too-small", ("audit", "--run", "run", "--k", "1"), "k must be >= 2", RUN),
     Case("audit-top-k-too-large", ("audit", "--run", "run", "--k", "3", "--top-k", "9"), "top_k must be between 1 and",
          RUN),
+    Case("audit-no-repeats", ("audit", "--run", "run", "--repeats", "0"), "repeats must be >= 1", RUN),
     # generate
     Case("generate-usage-no-target", ("generate", "--run", "run"), "--target", RUN),
     Case("generate-no-generator", ("generate", "--run", "run", "--target", "1"), "run", RUN),
