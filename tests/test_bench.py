@@ -57,3 +57,39 @@ def test_osnas_bench_exits_2_on_an_unknown_space():
     proc = run_osnas("bench", "--only", "overhead", "--space", "nasnet")
     assert proc.returncode == 2
     assert "unknown search space(s) ['nasnet']" in proc.stdout + proc.stderr
+
+
+def test_strategy_figures_judge_the_lean_step_against_its_single_path_and_the_stored_step_before(monkeypatch):
+    """The figure logic alone: each case in its own layout, the lean targets from the right pair of cases."""
+    from osnas.bench import suite
+
+    measured = {"single path (uniform)": (1.0, 1000.0), "softmax-mixed": (4.0, 6000.0),
+                "softmax-mixed, recompute (memory-lean)": (6.0, 1900.0),
+                "softmax-mixed, NCHW (before issue 17)": (5.0, 6500.0),
+                "gumbel": (4.0, 6000.0), "gumbel, recompute (memory-lean)": (7.0, 2100.0),
+                "gumbel, NCHW (before issue 17)": (5.6, 6400.0)}
+    asked = []
+
+    def fake_step(case, device, size, batch, steps, channels_last):
+        label = next(k for k, v in suite.STRATEGY_CASES.items() if v == (case, channels_last))
+        asked.append((label, channels_last))
+        if label not in measured:
+            raise RuntimeError("not measured here")
+        seconds, peak = measured[label]
+        return {"step_s": seconds, "peak_mb": peak, "base_mb": 400.0}
+
+    monkeypatch.setattr(suite, "strategy_step", fake_step)
+    report = suite.Report(meta={})
+    single = suite.strategy_figures(report, None, torch.device("cpu"), 64, quick=True)
+    assert single["step_s"] == 1.0
+    assert ("softmax-mixed, NCHW (before issue 17)", False) in asked and ("softmax-mixed", "auto") in asked
+    judged = {f.name: f for f in report.figures if f.target}
+    softmax_time = judged["softmax-mixed, recompute (memory-lean): step vs softmax-mixed, NCHW (before issue 17)"]
+    assert softmax_time.ratio == 6.0 / 5.0 and softmax_time.passed and "1.50x" in softmax_time.value
+    gumbel_time = judged["gumbel, recompute (memory-lean): step vs gumbel, NCHW (before issue 17)"]
+    assert gumbel_time.ratio == 7.0 / 5.6 and gumbel_time.passed and "1.75x" in gumbel_time.value
+    memory = judged["gumbel, recompute (memory-lean): peak vs single path"]
+    assert memory.ratio == 2.1 and memory.passed is False
+    assert judged["softmax-mixed, recompute (memory-lean): peak vs single path"].passed
+    failed = [f for f in report.figures if f.value.startswith("failed")]
+    assert [f.name for f in failed] == ["fairness (K paths)", "proxyless (two paths)"]

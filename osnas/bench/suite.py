@@ -280,24 +280,32 @@ def end_to_end(config: Path, device: torch.device, overrides: tuple[str, ...] = 
 
 
 # ----------------------------------------------------------------------------- 6. strategies
-STRATEGY_CASES = {
-    "single path (uniform)": {"name": "uniform"},
-    "fairness (K paths)": {"name": "fairness"},
-    "softmax-mixed": {"name": "differentiable"},
-    "softmax-mixed, recompute (memory-lean)": {"name": "differentiable", "recompute": True},
-    "gumbel": {"name": "differentiable", "gumbel": True},
-    "gumbel, recompute (memory-lean)": {"name": "differentiable", "gumbel": True, "recompute": True},
-    "proxyless (two paths)": {"name": "proxyless"},
+# label -> (training_strategy options, channels_last): "auto" is the supernet phase's own layout
+# (channels_last on CPU); the NCHW case is the mixed step as it ran before issue 17 (its baseline)
+STRATEGY_CASES: dict[str, tuple[dict[str, Any], bool | str]] = {
+    "single path (uniform)": ({"name": "uniform"}, "auto"),
+    "fairness (K paths)": ({"name": "fairness"}, "auto"),
+    "softmax-mixed": ({"name": "differentiable"}, "auto"),
+    "softmax-mixed, recompute (memory-lean)": ({"name": "differentiable", "recompute": True}, "auto"),
+    "softmax-mixed, NCHW (before issue 17)": ({"name": "differentiable"}, False),
+    "gumbel": ({"name": "differentiable", "gumbel": True}, "auto"),
+    "gumbel, recompute (memory-lean)": ({"name": "differentiable", "gumbel": True, "recompute": True}, "auto"),
+    "gumbel, NCHW (before issue 17)": ({"name": "differentiable", "gumbel": True}, False),
+    "proxyless (two paths)": ({"name": "proxyless"}, "auto"),
 }
+# memory-lean case -> (the stored step in the same layout, the stored step before issue 17)
+LEAN_CASES = {"softmax-mixed, recompute (memory-lean)": ("softmax-mixed", "softmax-mixed, NCHW (before issue 17)"),
+              "gumbel, recompute (memory-lean)": ("gumbel", "gumbel, NCHW (before issue 17)")}
 
 
-def strategy_step(case: dict[str, Any], device_name: str, input_size: int, batch: int, steps: int) -> dict[str, float]:
+def strategy_step(case: dict[str, Any], device_name: str, input_size: int, batch: int, steps: int,
+                  channels_last: bool | str = "auto") -> dict[str, float]:
     """Median step time and peak memory of one training strategy; run in a fresh process per case."""
     code = f"""
 import json, statistics, time, torch, numpy as np
 from osnas.plugins import load_builtins; load_builtins()
 from osnas.bench.suite import _strategy_worker
-print(json.dumps(_strategy_worker({case!r}, {device_name!r}, {input_size}, {batch}, {steps})))
+print(json.dumps(_strategy_worker({case!r}, {device_name!r}, {input_size}, {batch}, {steps}, {channels_last!r})))
 """
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
@@ -321,9 +329,10 @@ def peak_rss_mb() -> float:
     return maxrss / 2**20 if sys.platform == "darwin" else maxrss / 1024  # bytes on macOS, KiB elsewhere
 
 
-def _strategy_worker(case: dict[str, Any], device_name: str, input_size: int, batch: int, steps: int) -> dict[str, float]:
+def _strategy_worker(case: dict[str, Any], device_name: str, input_size: int, batch: int, steps: int,
+                     channels_last: bool | str) -> dict[str, float]:
     from osnas.components import build_components
-    from osnas.training import Updater, build_optimizer, build_scheduler
+    from osnas.training import Updater, build_optimizer, build_scheduler, in_layout
     from osnas.training_strategies.base import TrainingContext
 
     device = torch.device(device_name)
@@ -337,7 +346,7 @@ def _strategy_worker(case: dict[str, Any], device_name: str, input_size: int, ba
     })
     comp = build_components(cfg, device, None)
     train, val = comp.dataflow.search_split()
-    supernet = Supernet(comp.definition).to(device)
+    supernet = in_layout(Supernet(comp.definition).to(device), channels_last, cfg.supernet.amp, device)
     ctx = TrainingContext(comp.definition, comp.lut, comp.constraint, val, device, 0, 1)
     strategy = REGISTRIES["training_strategy"].get(cfg.training_strategy.name)(cfg.training_strategy.options, ctx)
     optimizer = build_optimizer(cfg.supernet.optimizer, supernet.parameters())
@@ -354,6 +363,38 @@ def _strategy_worker(case: dict[str, Any], device_name: str, input_size: int, ba
     peak = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
             else peak_rss_mb())
     return {"step_s": float(np.median(times)), "peak_mb": float(peak), "base_mb": base_mb}
+
+
+def strategy_figures(report: Report, echo: Callable[[Figure], None] | None, device: torch.device, batch: int,
+                     quick: bool) -> dict[str, float] | None:
+    """One step figure per case (ratio to the single path), then the memory-lean targets; the single path's figures."""
+    steps: dict[str, dict[str, float]] = {}
+    for label, (case, channels_last) in STRATEGY_CASES.items():
+        if case["name"] not in REGISTRIES["training_strategy"]:
+            continue
+        try:
+            m = strategy_step(case, str(device), 32, batch, 3 if quick else 8, channels_last)
+        except RuntimeError as exc:
+            report.add(Figure("strategies", label, f"failed: {exc}"), echo)
+            continue
+        steps[label] = m
+        base = next(iter(steps.values()))
+        report.add(Figure("strategies", label, f"{m['step_s'] * 1e3:.0f} ms/step, peak {m['peak_mb']:.0f} MB "
+                          f"({m['base_mb']:.0f} MB before the first step)", m["step_s"] / base["step_s"]), echo)
+    single = steps.get("single path (uniform)")
+    for lean, (stored, before) in LEAN_CASES.items():
+        if single is None or not {lean, stored, before} <= steps.keys():
+            continue
+        m = steps[lean]
+        memory = m["peak_mb"] / single["peak_mb"]
+        report.add(Figure("strategies", f"{lean}: peak vs single path", f"{m['peak_mb']:.0f} vs {single['peak_mb']:.0f} MB",
+                          memory, "<= 2x", memory <= 2), echo)
+        vs_before = m["step_s"] / steps[before]["step_s"]
+        report.add(Figure("strategies", f"{lean}: step vs {before}",
+                          f"{m['step_s']:.2f} vs {steps[before]['step_s']:.2f} s (vs {stored}, stored, same layout: "
+                          f"{steps[stored]['step_s']:.2f} s, {m['step_s'] / steps[stored]['step_s']:.2f}x)",
+                          vs_before, "<= 1.3x", vs_before <= 1.3), echo)
+    return single
 
 
 # ----------------------------------------------------------------------------- driver
@@ -407,18 +448,7 @@ def run_suite(device: torch.device, quick: bool = False, sections: set[str] | No
                           f"{fast:,.0f} vs {rates['tensor']:,.0f} samples/s", fast / rates["tensor"]), echo)
     base = None
     if want("strategies"):
-        for label, case in STRATEGY_CASES.items():
-            if case["name"] not in REGISTRIES["training_strategy"]:
-                continue
-            try:
-                m = strategy_step(case, str(device), 32, batch, 3 if quick else 8)
-            except RuntimeError as exc:
-                report.add(Figure("strategies", label, f"failed: {exc}"), echo)
-                continue
-            base = base or m
-            report.add(Figure("strategies", label, f"{m['step_s'] * 1e3:.0f} ms/step, peak {m['peak_mb']:.0f} MB "
-                              f"({m['base_mb']:.0f} MB before the first step)",
-                              m["step_s"] / base["step_s"]), echo)
+        base = strategy_figures(report, echo, device, batch, quick)
     if want("input") and base is not None:
         share = batch / fast / base["step_s"]
         report.add(Figure("input", f"batched input time per batch of {batch} / single-path supernet step",

@@ -20,8 +20,8 @@ class DifferentiableOptions(ArchOptions):
     tau_start: PositiveFloat = Field(5.0, description="Gumbel temperature at the first epoch (FBNet: 5)")
     tau_end: PositiveFloat = Field(0.5, description="Gumbel temperature at the last epoch; exponential in between")
     recompute: bool = Field(False, description="memory-lean mixed step: keep only each searchable layer's input "
-                            "and run its candidates again in the backward pass (about 1/3 more compute, "
-                            "a fraction of the memory; results equal up to float rounding)")
+                            "and run its candidates again in the backward pass (1.5x the stored step's time at about "
+                            "0.4x its peak memory on CPU, BENCHMARKS.md; results equal up to float rounding)")
 
     @model_validator(mode="after")
     def _cooling(self) -> "DifferentiableOptions":
