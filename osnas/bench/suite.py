@@ -281,7 +281,7 @@ def end_to_end(config: Path, device: torch.device, overrides: tuple[str, ...] = 
 
 # ----------------------------------------------------------------------------- 6. strategies
 # label -> (training_strategy options, channels_last): "auto" is the supernet phase's own layout
-# (channels_last on CPU); the NCHW case is the mixed step as it ran before issue 17 (its baseline)
+# (channels_last on CPU); the NCHW cases are the mixed steps as they ran before issue 17 (their baseline)
 STRATEGY_CASES: dict[str, tuple[dict[str, Any], bool | str]] = {
     "single path (uniform)": ({"name": "uniform"}, "auto"),
     "fairness (K paths)": ({"name": "fairness"}, "auto"),
