@@ -11,6 +11,8 @@ import logging
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 from osnas import distributed
 from osnas.components import Components
 from osnas.config import Config
@@ -53,18 +55,24 @@ class MainAgent:
         if distributed.active():
             logging.getLogger("osnas").info("distributed run: %d processes (%s)", distributed.world_size(),
                                             distributed.backend())
-        search = SearchPhase(ctx)
-        arch = search.reuse()
-        if arch is None:
-            supernet = SupernetPhase(ctx)
-            # the supernet: given (--supernet), this run's own, the store's, or trained now
-            arch = search.run(obtain_supernet(supernet, reuse_supernet), supernet.strategy)
+        arch = self.searched(ctx, reuse_supernet)
         final = FinalPhase(ctx, arch)
         final.run()
         results = TestPhase(ctx).run(final)
         if self.config.audit.enabled:
             self.audit(run)
         return results
+
+    def searched(self, ctx: RunContext, reuse_supernet: Path | None) -> np.ndarray:
+        """The run's architecture: recorded, or searched now. Its own call, so that the supernet, its optimiser
+        and the evaluator are freed before final training (on a GPU they would hold its memory)."""
+        search = SearchPhase(ctx)
+        arch = search.reuse()
+        if arch is None:
+            supernet = SupernetPhase(ctx)
+            # the supernet: given (--supernet), this run's own, the store's, or trained now
+            arch = search.run(obtain_supernet(supernet, reuse_supernet), supernet.strategy)
+        return arch
 
     def audit(self, run: RunDir) -> dict[str, Any]:
         """Optional last phase: the ranking audit of this run (``audit:`` in the config; see osnas/audit.py)."""

@@ -80,6 +80,24 @@ def test_cached_scores_equal_full_evaluation_bit_for_bit(name, layout):
     assert np.array_equal(scores, plain.evaluate(archs)[order])
 
 
+def test_released_activations_free_the_cache_and_keep_scores_exact():
+    """The search phase frees the prefix cache after searching; scores stay, later candidates stay exact."""
+    _, definition = load_space("proxylessnas", ["width_mult=0.25"], 16, 3, 10)
+    torch.manual_seed(4)
+    net = Supernet(definition)
+    archs = candidates(definition, 5)
+    first, later = archs[:3], archs[3:]
+    plain, cached = evaluator(copy.deepcopy(net), 0), evaluator(copy.deepcopy(net), 64)
+    scores = cached.evaluate(first)
+    assert cached.cache_stats()["bytes"] > 0
+    cached.release_activations()
+    stats = cached.cache_stats()
+    assert stats["bytes"] == stats["entries"] == 0 and stats["misses"] > 0  # counters kept
+    assert np.array_equal(cached.evaluate(first), scores)  # from the score cache
+    assert np.array_equal(plain.evaluate(archs), cached.evaluate(archs))
+    assert len(later) and cached.cache_stats()["bytes"] > 0  # the cache fills again
+
+
 def test_tight_cap_evicts_and_stays_exact():
     _, definition = load_space("proxylessnas", ["width_mult=0.25"], 16, 3, 10)
     torch.manual_seed(1)

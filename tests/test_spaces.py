@@ -221,8 +221,19 @@ def test_space_options_are_validated():
         validate_config({"search_space": {"name": "proxylessnas", "stage_widths": [24, 40]}})
     with pytest.raises(ConfigError, match="width_mult"):
         validate_config({"search_space": {"name": "spos", "width_mult": 0}})
-    with pytest.raises(ConfigError, match="valid keys here: width_mult, dropout"):
+    with pytest.raises(ConfigError, match="valid keys here: width_mult, dropout, head_channels"):
         validate_config({"search_space": {"name": "fbnet_s", "groups": 2}})
+
+
+@pytest.mark.parametrize("name, paper", [("proxylessnas", 1280), ("mobilenetv2", 1280), ("sgnas", 1280),
+                                         ("spos", 1024), ("fbnet_l", 1984), ("fbnet_s", 1504)])
+def test_head_channels_set_the_last_conv_and_default_to_the_papers(name, paper):
+    """A narrow head (head_channels) makes the searched layers the capacity limit, e.g. on small data."""
+    head = load_space(name, [], 32, 3, 10)[1].body[-3]
+    assert head.out_ch == paper
+    narrow = load_space(name, ["head_channels=48"], 32, 3, 10)[1]
+    assert narrow.body[-3].out_ch == narrow.body[-1].in_ch == 48
+    assert load_space(name, ["width_mult=2.0"], 32, 3, 10)[1].body[-3].out_ch == 2 * paper
 
 
 def test_proxyless_search_script_widths_are_an_option():

@@ -75,6 +75,7 @@ class SearchPhase:
         self.resumed_seconds = ctx.timer.seconds.get("search", 0.0)
         result = self.search(training_strategy)
         ctx.say(f"search: {self.evaluator.describe_cache()}")
+        self.evaluator.release_activations()  # not to hold them through final training
         if not comp.constraint.feasible(result.best):
             raise OsnasError(f"search strategy {ctx.config.search_strategy.name!r} returned an architecture "
                              f"that breaks {comp.constraint.describe()}")

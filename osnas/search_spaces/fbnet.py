@@ -97,7 +97,7 @@ class FBNetSpace(SearchSpace):
         ch = make_divisible(16 * w)
         body: list = [Fixed(op("conv_bn_act", kernel=3, act="relu"), in_channels, ch, stem_stride)]
         layers, ch = build_stages(ch, STAGES, strides, w, choice_of(fbnet_candidates))
-        body += layers + classifier_head(ch, make_divisible(self.last_channels * max(w, 1.0)), num_outputs, "relu",
+        body += layers + classifier_head(ch, self.options.head_width(self.last_channels), num_outputs, "relu",
                                          self.options.dropout)
         return SpaceDefinition(self.name, input_size, in_channels, num_outputs, tuple(body))
 

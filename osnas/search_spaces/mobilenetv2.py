@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from osnas.registry import register
 from osnas.search_spaces.base import SearchSpace, SpaceDefinition
-from osnas.search_spaces.macro import make_divisible
 from osnas.search_spaces.proxylessnas import mbconv_candidates
 from osnas.search_spaces.stages import (ScalableOptions, Stage, build_stages, choice_of, classifier_head,
                                         layout_strides, mobilenet_stem)
@@ -36,6 +35,6 @@ class MobileNetV2(SearchSpace):
         body, ch = mobilenet_stem(in_channels, w, stem_stride)
         layers, ch = build_stages(ch, STAGES, strides, w,
                                   choice_of(lambda keep: mbconv_candidates(KERNELS, EXPANSIONS, "relu6", keep)))
-        body += layers + classifier_head(ch, make_divisible(1280 * max(w, 1.0)), num_outputs, "relu6",
+        body += layers + classifier_head(ch, self.options.head_width(1280), num_outputs, "relu6",
                                          self.options.dropout)
         return SpaceDefinition("mobilenetv2", input_size, in_channels, num_outputs, tuple(body))

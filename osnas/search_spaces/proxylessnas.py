@@ -15,7 +15,6 @@ from pydantic import Field, PositiveInt
 
 from osnas.registry import register
 from osnas.search_spaces.base import SearchSpace, SpaceDefinition, op
-from osnas.search_spaces.macro import make_divisible
 from osnas.search_spaces.stages import (ScalableOptions, Stage, build_stages, choice_of, classifier_head,
                                         layout_strides, mobilenet_stem)
 
@@ -67,6 +66,6 @@ class ProxylessNAS(SearchSpace):
         body, ch = mobilenet_stem(in_channels, w, stem_stride)
         layers, ch = build_stages(ch, table, strides, w,
                                   choice_of(lambda keep: mbconv_candidates(KERNELS, EXPANSIONS, "relu6", keep)))
-        body += layers + classifier_head(ch, make_divisible(1280 * max(w, 1.0)), num_outputs, "relu6",
+        body += layers + classifier_head(ch, self.options.head_width(1280), num_outputs, "relu6",
                                          self.options.dropout)
         return SpaceDefinition("proxylessnas", input_size, in_channels, num_outputs, tuple(body))

@@ -28,10 +28,10 @@ from pydantic import Field
 
 from osnas.errors import ArchitectureError
 from osnas.registry import register
-from osnas.search_spaces.base import Item, Measure, MinActive, SearchSpace, SearchSpaceOptions, SpaceDefinition
+from osnas.search_spaces.base import Item, Measure, MinActive, SearchSpace, SpaceDefinition
 from osnas.search_spaces.blocks import activation_for, conv_bn
-from osnas.search_spaces.macro import make_divisible
-from osnas.search_spaces.stages import Stage, build_stages, classifier_head, layout_strides, mobilenet_stem
+from osnas.search_spaces.stages import (ScalableOptions, Stage, build_stages, classifier_head, layout_strides,
+                                        mobilenet_stem)
 
 SLOTS = 6
 KERNELS = (3, 5, 7)
@@ -172,10 +172,8 @@ class UnifiedSuperBlock(nn.Module):
         return parts, expansion
 
 
-class SGNASOptions(SearchSpaceOptions):
-    width_mult: float = Field(1.0, gt=0.0, le=4.0)
+class SGNASOptions(ScalableOptions):
     min_expansion: int = Field(2, ge=1, le=SLOTS, description="fewest non-zero sub-blocks per layer")
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
 
 
 @register("search_space", "sgnas")
@@ -189,7 +187,7 @@ class SGNAS(SearchSpace):
         stem_stride, strides = layout_strides(STAGES, input_size)
         body, ch = mobilenet_stem(in_channels, w, stem_stride)
         layers, ch = build_stages(ch, STAGES, strides, w, lambda at: UnifiedBlock(at.in_ch, at.out_ch, at.stride))
-        body += layers + classifier_head(ch, make_divisible(1280 * max(w, 1.0)), num_outputs, "relu6",
+        body += layers + classifier_head(ch, self.options.head_width(1280), num_outputs, "relu6",
                                          self.options.dropout)
         return SpaceDefinition("sgnas", input_size, in_channels, num_outputs, tuple(body), self.rules(body))
 

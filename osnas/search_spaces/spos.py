@@ -43,6 +43,6 @@ class SPOS(SearchSpace):
         ch = make_divisible(16 * w)
         body: list = [Fixed(op("conv_bn_act", kernel=3, act="relu"), in_channels, ch, stem_stride)]
         layers, ch = build_stages(ch, STAGES, strides, w, choice_of(lambda keep: CANDIDATES))
-        body += layers + classifier_head(ch, make_divisible(1024 * max(w, 1.0)), num_outputs, "relu",
+        body += layers + classifier_head(ch, self.options.head_width(1024), num_outputs, "relu",
                                          self.options.dropout)
         return SpaceDefinition("spos", input_size, in_channels, num_outputs, tuple(body))

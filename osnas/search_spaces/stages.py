@@ -22,9 +22,9 @@ A space's code is then its table, its candidates, a stem and a head
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
-from pydantic import Field
+from pydantic import Field, PositiveInt
 
 from osnas.search_spaces.base import Choice, Fixed, Item, Op, SearchSpaceOptions, op
 from osnas.search_spaces.macro import adapt_strides, make_divisible
@@ -35,6 +35,14 @@ class ScalableOptions(SearchSpaceOptions):
 
     width_mult: float = Field(1.0, gt=0.0, le=4.0, description="scales every width (the last conv only when > 1)")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout before the classifier")
+    head_channels: Optional[PositiveInt] = Field(
+        None, description="channels of the last 1x1 conv before pooling (default: the paper's, scaled only when "
+                          "width_mult > 1); a narrow head leaves the searched layers as the network's capacity limit"
+    )
+
+    def head_width(self, paper: int) -> int:
+        """The last conv's channels: ``head_channels`` when set, else the paper's ``paper`` at this width."""
+        return self.head_channels or make_divisible(paper * max(self.width_mult, 1.0))
 
 
 @dataclass(frozen=True)

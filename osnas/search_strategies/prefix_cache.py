@@ -64,6 +64,11 @@ class PrefixCache:
         self.bytes += size
         self.peak_bytes = max(self.peak_bytes, self.bytes)
 
+    def clear(self) -> None:
+        """Drop every entry (the counters stay): its activations are of no use once a search is over."""
+        self.entries.clear()
+        self.bytes = 0
+
     def stats(self) -> dict[str, int | float]:
         """Counters for logs and benchmarks."""
         total = self.hits + self.misses
