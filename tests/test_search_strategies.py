@@ -24,7 +24,8 @@ from osnas.run_dir import atomic_torch_save, load_checkpoint
 from osnas.search_spaces.base import MinActive
 from osnas.search_spaces.lookup_table import LookupTable
 from osnas.search_spaces.supernet import Supernet
-from osnas.search_strategies.architecture_generator import GENERATOR_FILE, decode, load_generator
+from osnas.search_strategies.architecture_generator import (GENERATOR_FILE, argmax_straight_through, decode,
+                                                            load_generator)
 from osnas.search_strategies.base import SearchContext, SearchResult
 from osnas.search_strategies.evaluator import Evaluator
 from osnas.search_strategies.nsga2 import crowding_distance, dominance, non_dominated_ranks
@@ -372,6 +373,21 @@ def test_generator_hits_targets_across_the_range(trained_generator):
     after = evaluator.supernet.state_dict()
     weights = [k for k in before if "running" not in k and "num_batches" not in k]
     assert all(torch.equal(before[k], after[k]) for k in weights)
+
+
+def test_argmax_cost_term_sees_the_decoded_architecture_and_the_softmax_gradient(tiny):
+    """argmax_weight's term: forward = the architecture decode() hands out, backward = the tempered softmax."""
+    definition, lut = tiny
+    logits = torch.randn(definition.num_layers, definition.choice_mask.shape[1]).masked_fill(
+        torch.as_tensor(~definition.choice_mask), -1e9).requires_grad_()
+    weights = argmax_straight_through(logits, 0.5)
+    assert weights.argmax(dim=-1).tolist() == decode(logits, definition).tolist()
+    cost = lut.expected_cost(weights)
+    assert float(cost.detach()) == pytest.approx(float(lut.cost(decode(logits, definition)[None])[0]), rel=1e-6)
+    cost.backward()
+    relaxed = logits.detach().clone().requires_grad_()
+    lut.expected_cost(torch.softmax(relaxed / 0.5, dim=-1)).backward()
+    assert torch.allclose(logits.grad, relaxed.grad)
 
 
 def test_generator_resume_gives_the_uninterrupted_generator(tiny, tmp_path):
