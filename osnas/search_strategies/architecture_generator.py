@@ -46,6 +46,7 @@ from osnas.constraint import UNIT_NAMES, Constraint
 from osnas.errors import OsnasError
 from osnas.registry import register
 from osnas.search_spaces.base import SpaceDefinition
+from osnas.search_spaces.lookup_table import LookupTable
 from osnas.search_strategies.base import (SearchContext, SearchResult, SearchStrategy, SearchStrategyOptions,
                                           SupernetScorer)
 
@@ -108,23 +109,25 @@ def decode(logits: torch.Tensor, definition: SpaceDefinition) -> np.ndarray:
     return arch
 
 
-def straight_through_sample(logits: torch.Tensor, tau: float, generator: torch.Generator
-                            ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gumbel-softmax hard sample: (one-hot forward / soft backward weights, the one-hot itself)."""
-    uniform = torch.rand(logits.shape, generator=generator).clamp_(1e-10, 1.0 - 1e-7).to(logits.device)
-    soft = torch.softmax((logits - torch.log(-torch.log(uniform))) / tau, dim=-1)
+def straight_through(soft: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(one-hot of ``soft``'s argmax forward with ``soft``'s gradient backward, the one-hot itself)."""
     hard = torch.zeros_like(soft).scatter_(-1, soft.argmax(dim=-1, keepdim=True), 1.0)
     return hard - soft.detach() + soft, hard
 
 
+def straight_through_sample(logits: torch.Tensor, tau: float, generator: torch.Generator
+                            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gumbel-softmax hard sample: (one-hot forward / soft backward weights, the one-hot itself)."""
+    uniform = torch.rand(logits.shape, generator=generator).clamp_(1e-10, 1.0 - 1e-7).to(logits.device)
+    return straight_through(torch.softmax((logits - torch.log(-torch.log(uniform))) / tau, dim=-1))
+
+
 def argmax_straight_through(logits: torch.Tensor, tau: float) -> torch.Tensor:
     """The most likely candidates (forward) with the tempered softmax's gradient (backward): what decode() picks."""
-    soft = torch.softmax(logits / tau, dim=-1)
-    hard = torch.zeros_like(soft).scatter_(-1, soft.argmax(dim=-1, keepdim=True), 1.0)
-    return hard - soft.detach() + soft
+    return straight_through(torch.softmax(logits / tau, dim=-1))[0]
 
 
-def cost_error(weights: torch.Tensor, targets: np.ndarray, lut: Any, metric: str) -> torch.Tensor:
+def cost_error(weights: torch.Tensor, targets: np.ndarray, lut: LookupTable, metric: str) -> torch.Tensor:
     """Mean relative distance of the architectures in ``weights`` (B, L, K) from their targets."""
     costs = torch.stack([lut.expected_cost(w, metric) for w in weights])
     goals = torch.as_tensor(targets, dtype=costs.dtype, device=costs.device)
@@ -206,7 +209,8 @@ class ArchitectureGeneratorSearch(SearchStrategy):
                 task = evaluator.mixed_loss(weights[0], hard[0].bool().cpu().numpy(), self.iteration)
                 error = cost_error(weights, targets, context.lut, constraint.metric)
                 if opts.argmax_weight:  # the argmax is what the generator hands out: pull it onto the targets too
-                    greedy = cost_error(argmax_straight_through(logits, opts.tau), targets, context.lut, constraint.metric)
+                    greedy = cost_error(argmax_straight_through(logits, opts.tau), targets, context.lut,
+                                        constraint.metric)
                     error = (1.0 - opts.argmax_weight) * error + opts.argmax_weight * greedy
                 loss = task + opts.penalty * error
                 optimizer.zero_grad(set_to_none=True)
