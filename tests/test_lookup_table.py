@@ -52,6 +52,16 @@ def test_expected_cost_is_softmax_weighted(space):
     assert logits.grad is not None and logits.grad.abs().sum() > 0
 
 
+def test_expected_cost_of_a_batch_is_each_ones_cost(space):
+    definition, lut = space
+    mask = torch.as_tensor(definition.choice_mask)
+    logits = torch.randn(5, definition.num_layers, definition.max_choices, generator=torch.Generator().manual_seed(0))
+    probs = torch.softmax(logits.masked_fill(~mask, float("-inf")), dim=-1)
+    batch = lut.expected_cost(probs, "params")
+    assert batch.shape == (5,)
+    assert torch.equal(batch, torch.stack([lut.expected_cost(p, "params") for p in probs]))
+
+
 def test_bounds_are_achieved(space):
     definition, lut = space
     lo, hi = lut.bounds("macs", definition)

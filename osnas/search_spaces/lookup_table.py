@@ -123,9 +123,10 @@ class LookupTable:
         return self.table[METRICS.index(metric)] * UNITS[metric]
 
     def expected_cost(self, probs: torch.Tensor, metric: str = "macs") -> torch.Tensor:
-        """Differentiable expected cost ``base + sum(probs * table)`` of (L, K) candidate probabilities."""
+        """Differentiable expected cost ``base + sum(probs * table)`` of (L, K) candidate probabilities,
+        or the (B,) costs of a (B, L, K) batch of them."""
         table = torch.as_tensor(self.unit_table(metric), dtype=probs.dtype, device=probs.device)
-        return (probs * table).sum() + float(self.base[METRICS.index(metric)] * UNITS[metric])
+        return (probs * table).sum(dim=(-2, -1)) + float(self.base[METRICS.index(metric)] * UNITS[metric])
 
     def bounds(self, metric: str, definition: SpaceDefinition) -> tuple[float, float]:
         """Cheapest and dearest achievable cost (constraint units), honouring the space's rules."""
