@@ -11,7 +11,7 @@ import torch
 from osnas.cli.profile import load_space
 from osnas.registry import REGISTRIES
 from osnas.search_spaces.supernet import Supernet
-from osnas.search_strategies.evaluator import Evaluator, FoldedConv, folded, merge_batches
+from osnas.search_strategies.evaluator import Evaluator, FoldedConv, folded, merge_batches, regrouped
 from osnas.search_strategies.prefix_cache import PrefixCache, PrefixState
 from osnas.training import compute_in
 
@@ -131,15 +131,24 @@ def test_validation_batches_merge_in_order_within_the_limit_and_never_split():
     assert [[len(x) for x in g] for g in merge_batches([torch.zeros(9, 3, 4, 4)], limit=16)] == [[9]]
 
 
-def test_merged_validation_scores_as_one_forward_per_batch():
+def test_chunks_merge_anew_where_the_resolution_falls():
+    chunks = [torch.zeros(4, 3, 8, 8) for _ in range(3)]  # 256 positions each
+    assert all(a is b for a, b in zip(regrouped(chunks, 256), chunks, strict=True))  # none fit: nothing copied
+    smaller = [torch.arange(4 * 16.0).reshape(4, 1, 4, 4) + i for i in range(3)]  # 64 positions each: two fit
+    merged = regrouped(smaller, 128)
+    assert [len(x) for x in merged] == [8, 4] and torch.equal(torch.cat(merged), torch.cat(smaller))
+
+
+@pytest.mark.parametrize("limit, chunks", [(2**20, 1), (4 * 64, 3), (0, 3)])  # one forward; merged after a stride; none
+def test_merged_validation_scores_as_one_forward_per_batch(limit, chunks):
     _, definition = load_space("proxylessnas", ["width_mult=0.25"], 16, 3, 10)
     torch.manual_seed(4)
     net = compute_in(Supernet(definition), torch.float64)  # no float32 rounding between batch sizes
     archs = candidates(definition, 7)[:4]
-    data = batches(3, 1)
-    merged, apart = (Evaluator(copy.deepcopy(net), agent(), batches(2, 0), data, 2, 3, 16, merge_positions=limit)
-                     for limit in (2**20, 0))
-    assert len(merged.val_inputs) == 1 and len(apart.val_inputs) == 3
+    data = batches(3, 1)  # three batches of 4 images at 16x16: 1024 positions each
+    merged, apart = (Evaluator(copy.deepcopy(net), agent(), batches(2, 0), data, 2, 3, 16, merge_positions=cap)
+                     for cap in (limit, 0))
+    assert len(merged.val_inputs) == chunks
     assert np.array_equal(merged.evaluate(archs), apart.evaluate(archs))
     for key, metrics in apart.metrics.items():
         assert merged.metrics[key] == pytest.approx(metrics, rel=1e-12)

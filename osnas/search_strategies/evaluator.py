@@ -167,8 +167,8 @@ def cast(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return x.to(dtype) if x.is_floating_point() else x
 
 
-# merged validation inputs hold at most this many images x pixels: 256 images at 16x16, 64 at 32x32
-MERGE_POSITIONS = 2**16
+# merged validation chunks hold at most this many images x pixels: 32 images at 16x16, 128 at 8x8
+MERGE_POSITIONS = 2**13
 
 
 def merge_batches(inputs: list[torch.Tensor], limit: int = MERGE_POSITIONS) -> list[list[torch.Tensor]]:
@@ -178,7 +178,9 @@ def merge_batches(inputs: list[torch.Tensor], limit: int = MERGE_POSITIONS) -> l
     one batch of 288), and eval-mode outputs are the same whatever the batch, so scoring runs one
     forward per group. Groups stay small enough for a layer's activations to fit the CPU's cache:
     at 32x32 the issue-17 job's search took 11.9 s with all 288 images in one forward (2**20
-    positions), 8.2 s with 64 per forward (2**16), 8.6 s with 32; at 16x16 2**16 and 2**20 tie.
+    positions) and 8.2 s with 64 per forward (2**16). Merging anew wherever the resolution falls
+    (:meth:`Evaluator._val_step`) lets the cap be lower still: with 2**13 the quickstart's search
+    took 4.9-5.0 s against 5.3-5.8 s merged once to 2**16, the job's 8.9-9.4 s against 9.3-10.5 s.
     """
     groups: list[list[torch.Tensor]] = []
     size = 0
@@ -193,6 +195,11 @@ def merge_batches(inputs: list[torch.Tensor], limit: int = MERGE_POSITIONS) -> l
     return groups
 
 
+def regrouped(chunks: list[torch.Tensor], limit: int) -> list[torch.Tensor]:
+    """``chunks`` concatenated as :func:`merge_batches` groups them (the same list where no two fit together)."""
+    return [group[0] if len(group) == 1 else torch.cat(group) for group in merge_batches(chunks, limit)]
+
+
 class Evaluator:
     """``evaluate(archs) -> scores`` (higher is better) with BN recalibration and a cache.
 
@@ -201,7 +208,8 @@ class Evaluator:
     the scores are bit-identical to a full evaluation, at the cost of up to that many MB of
     activations. A batch of candidates is scored in lexicographic order, neighbours sharing
     the longest prefixes. The validation batches run merged up to ``merge_positions`` images x
-    pixels per forward (0: one forward per batch, as before issue 17).
+    pixels per forward, merged further before each item where the resolution has fallen (0: one
+    forward per batch, as before issue 17).
 
     It is also the search's :class:`~osnas.search_strategies.base.SupernetScorer`: the
     frozen supernet as a differentiable loss of mixing weights on its training batches.
@@ -222,9 +230,8 @@ class Evaluator:
         self.agent = agent
         self.bn_data = take_batches(train_loader, bn_batches)
         self.val_data = take_batches(val_loader, val_batches)
-        groups = merge_batches([x for x, _ in self.val_data], merge_positions)
-        self.val_inputs = [torch.cat(group) for group in groups]  # what scoring runs; answers split back per batch
-        self._val_sizes = [[len(x) for x in group] for group in groups]
+        self.merge_positions = merge_positions
+        self.val_inputs = regrouped([x for x, _ in self.val_data], merge_positions)  # what scoring runs
         self.cache: dict[tuple[int, ...], float] = {}
         self.metrics: dict[tuple[int, ...], dict[str, float]] = {}
         self.recalibrations = 0
@@ -257,18 +264,26 @@ class Evaluator:
         return value
 
     def _full_outputs(self, key: tuple[int, ...], path: list[nn.Module]) -> list[torch.Tensor]:
-        """The path's BN recalibrated by whole forwards; its outputs on the merged validation inputs, BN folded."""
+        """The path's BN recalibrated by whole forwards; its outputs on the validation chunks, BN folded."""
 
         def forward(x: torch.Tensor) -> torch.Tensor:
             return self.supernet(x, key)
 
         recalibrate_bn(forward, batchnorms(path), self.bn_data)
         with torch.inference_mode(), folded(path):
-            return [forward(x) for x in self.val_inputs]
+            outputs, arch = [cast(x, self._dtype) for x in self.val_inputs], list(key)
+            for i in range(len(self.supernet.items)):
+                outputs = self._val_step(i, outputs, arch)
+            return outputs
+
+    @property
+    def _dtype(self) -> torch.dtype:
+        """The input cast of :func:`osnas.training.compute_in`, which item calls skip."""
+        return next(self.supernet.parameters()).dtype
 
     def _answers(self, key: tuple[int, ...], outputs: list[torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
-        """A forward that answers each fixed validation batch from the merged outputs (any other input runs the path)."""
-        pieces = [piece for out, sizes in zip(outputs, self._val_sizes) for piece in out.split(sizes)]
+        """A forward that answers each fixed validation batch from the chunks' outputs (any other input runs the path)."""
+        pieces = torch.cat(outputs).split([len(x) for x, _ in self.val_data])
         known = {id(x): out for (x, _), out in zip(self.val_data, pieces)}
 
         def forward(x: torch.Tensor) -> torch.Tensor:
@@ -283,9 +298,10 @@ class Evaluator:
         """Recalibrate and run the merged validation inputs from the longest cached prefix on (``path``: the
         modules of the path, one per supernet item).
 
-        Batch by batch through the remaining items, as a whole forward goes (so a batch's activations
-        stay in the CPU cache), keeping every item's outputs for the prefix cache. Returns the
-        path's outputs on the merged validation inputs.
+        The recalibration batches go batch by batch through the remaining items, as a whole forward goes
+        (so a batch's activations stay in the CPU cache), the validation chunks item by item (merged
+        anew where the resolution falls); every item's outputs are kept for the prefix cache. Returns
+        the path's outputs on the validation chunks.
         """
         supernet, arch = self.supernet, list(key)
         stops = [stop for _, stop in supernet.definition.item_slices]
@@ -298,9 +314,8 @@ class Evaluator:
                 break
         cache.hits += start
         cache.misses += count - start
-        dtype = next(supernet.parameters()).dtype  # the input cast of training.compute_in, which item calls skip
-        recal = list(state.recal) if state else [cast(x, dtype) for x, _ in self.bn_data]
-        val = list(state.val) if state else [cast(x, dtype) for x in self.val_inputs]
+        recal = list(state.recal) if state else [cast(x, self._dtype) for x, _ in self.bn_data]
+        val = list(state.val) if state else [cast(x, self._dtype) for x in self.val_inputs]
         norms = state.norms if state else ()
         if state:  # leave the supernet's BN buffers as a full recalibration would
             load_bn_buffers(batchnorms(path[:start]), norms)
@@ -312,7 +327,10 @@ class Evaluator:
         with recalibrating([m for n in item_norms for m in n]):
             recal_out = self._sweep(recal, range(start, needed[-1] + 1) if needed else range(0), arch)
         with folded(modules):
-            val_out = self._sweep(val, items, arch)
+            val_out = []
+            for i in items:
+                val = self._val_step(i, val, arch)
+                val_out.append(val)
         for j, i in enumerate(items):
             norms = norms + bn_buffers(item_norms[j])
             if stops[i] < len(key):  # a prefix of the whole architecture only (the score cache holds the rest)
@@ -328,6 +346,14 @@ class Evaluator:
                 x = self.supernet.item_forward(i, x, arch)
                 outputs[j].append(x)
         return outputs
+
+    def _val_step(self, index: int, chunks: list[torch.Tensor], arch: list[int]) -> list[torch.Tensor]:
+        """The validation chunks through item ``index``, merged anew first where the resolution has fallen.
+
+        The grouping before an item depends only on the chunks that reach it, so a candidate resumed
+        from a cached prefix runs the same forwards as a full evaluation.
+        """
+        return [self.supernet.item_forward(index, x, arch) for x in regrouped(chunks, self.merge_positions)]
 
     def evaluate(self, archs: np.ndarray) -> np.ndarray:
         """Scores of an (N, L) batch (or one (L,) vector) of architectures."""
