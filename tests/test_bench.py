@@ -1,5 +1,6 @@
 """The benchmark suite runs and reports ratios (figures are recorded in BENCHMARKS.md, not asserted)."""
 
+import pytest
 import torch
 
 from osnas.bench.suite import cost_queries, framework_overhead, input_pipeline, peak_rss_mb, run_suite, to_markdown
@@ -93,3 +94,46 @@ def test_strategy_figures_judge_the_lean_step_against_its_single_path_and_the_st
     assert judged["softmax-mixed, recompute (memory-lean): peak vs single path"].passed
     failed = [f for f in report.figures if f.value.startswith("failed")]
     assert [f.name for f in failed] == ["fairness (K paths)", "proxyless (two paths)"]
+
+
+def test_search_comparison_times_every_evaluator_and_checks_the_cached_one_exact():
+    from osnas.bench.suite import compare_searches
+    from osnas.components import build_components
+    from osnas.config import load_config
+    from osnas.search_spaces.supernet import Supernet
+    from tests.conftest import ROOT
+
+    cfg = load_config(ROOT / "configs" / "quickstart.yaml", [
+        "lookup_table.latency=false", "device=cpu", "search_space.width_mult=0.25", "dataflow.input_size=8",
+        "search_strategy.population=4", "search_strategy.generations=2", "search_strategy.top_k=2",
+        "evaluation.bn_batches=1", "evaluation.val_batches=2"])
+    comp = build_components(cfg, torch.device("cpu"), None)
+    runs = compare_searches(Supernet(comp.definition), cfg, comp, torch.device("cpu"))
+    assert set(runs) == {"issue17", "plain", "cached", "default"}
+    assert all(run["seconds"] > 0 and run["evaluated"] == runs["plain"]["evaluated"] > 4 for run in runs.values())
+    assert runs["cached"]["cache"]["hits"] > 0 and runs["plain"]["cache"] == {} == runs["issue17"]["cache"]
+
+
+def test_the_evaluator_of_issue_17_scores_what_todays_scores():
+    """The benchmarks' baseline computes the same metrics, only slower (float64: no rounding between routes)."""
+    import numpy as np
+
+    from osnas.bench.reference_evaluator import EvaluatorAtIssue17
+    from osnas.search_spaces.supernet import Supernet
+    from osnas.search_strategies.evaluator import Evaluator
+    from osnas.training import compute_in
+    from osnas.cli.profile import load_space
+    from tests.test_incremental_eval import agent, batches, candidates
+
+    _, definition = load_space("proxylessnas", ["width_mult=0.25"], 16, 3, 10)
+    torch.manual_seed(3)
+    net = compute_in(Supernet(definition), torch.float64).train()
+    archs = candidates(definition, 11)
+    then = EvaluatorAtIssue17(net, agent(), batches(2, 0), batches(3, 1), 2, 3)
+    now = Evaluator(compute_in(Supernet(definition), torch.float64), agent(), batches(2, 0), batches(3, 1), 2, 3)
+    now.supernet.load_state_dict(net.state_dict())
+    assert np.array_equal(then.evaluate(archs), now.evaluate(archs))
+    assert then.metrics.keys() == now.metrics.keys() and then.recalibrations == len(then.metrics)
+    for key, metrics in now.metrics.items():
+        assert then.metrics[key] == pytest.approx(metrics, rel=1e-12)
+    assert net.training and then.cache_stats() == {}

@@ -12,7 +12,7 @@ from osnas.config import validate_config
 from osnas.errors import ArchitectureError, ConfigError
 from osnas.profiling import count_macs, count_params
 from osnas.search_spaces.base import Fixed
-from osnas.search_spaces.blocks import GlobalPool
+from osnas.search_spaces.blocks import GlobalPool, Hardswish, ReLU6
 from osnas.search_spaces.blocks_shufflenet import ChannelShuffle
 from osnas.search_spaces.child import build_child
 from osnas.search_spaces.lookup_table import LookupTable, item_input_shapes
@@ -241,3 +241,20 @@ def test_proxyless_search_script_widths_are_an_option():
     narrow = load_space("proxylessnas", ["stage_widths=[24,40,80,96,192,320]"], 224, 3, 1000)[1]
     assert narrow.body[2].out_ch == 24
     assert load_space("proxylessnas", [], 224, 3, 1000)[1].body[2].out_ch == 32
+
+
+@pytest.mark.parametrize("ours, reference", [(ReLU6(), nn.ReLU6()), (Hardswish(), nn.Hardswish())])
+def test_clamp_activations_overwrite_their_input_only_where_autograd_does_not_need_it(ours, reference):
+    x = torch.randn(2, 3, 4, 4) * 6
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    inp = a * 1
+    out = ours(inp)
+    assert out.data_ptr() != inp.data_ptr() and torch.equal(inp, x)  # training: out of place, no clone
+    out.square().sum().backward()
+    reference(b * 1).square().sum().backward()
+    assert torch.equal(out, reference(x)) and torch.equal(a.grad, b.grad)
+    for context in (torch.no_grad(), torch.inference_mode()):
+        with context:
+            inp = x.clone()
+            out = ours(inp)
+            assert out.data_ptr() == inp.data_ptr() and torch.equal(out, reference(x))
