@@ -98,13 +98,15 @@ def satisfied(requirement: str) -> bool:
 
 
 def declared_dependencies() -> list[str]:
-    """``project.dependencies`` of pyproject.toml."""
+    """``project.dependencies`` and ``build-system.requires`` of pyproject.toml: the install step builds
+    osnas without build isolation, so an older setuptools already there would fail on its metadata."""
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10: pip vendors a TOML reader
         from pip._vendor import tomli as tomllib  # type: ignore[no-redef]
     with open(ROOT / "pyproject.toml", "rb") as handle:
-        return list(tomllib.load(handle)["project"]["dependencies"])
+        project = tomllib.load(handle)
+    return list(project["project"]["dependencies"]) + list(project["build-system"]["requires"])
 
 
 def missing_dependencies() -> list[str]:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from benchmarks import gpu_check
@@ -38,3 +39,12 @@ def test_requirement_bounds_are_checked():
     assert not gpu_check.satisfied("surely-not-an-installed-package>=1")
     assert gpu_check.satisfied(f"numpy>=1.0,<{int(__import__('numpy').__version__.split('.')[0]) + 1}")
     assert not gpu_check.satisfied("numpy<1.0")
+
+
+def test_the_build_requirements_are_checked_too():
+    """The install step runs without build isolation: the build backend's own bound must hold on the machine."""
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    declared = gpu_check.declared_dependencies()
+    assert set(pyproject["build-system"]["requires"]) | set(pyproject["project"]["dependencies"]) == set(declared)
+    assert any(r.startswith("setuptools>=") for r in pyproject["build-system"]["requires"])
