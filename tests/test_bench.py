@@ -119,10 +119,10 @@ def test_the_evaluator_of_issue_17_scores_what_todays_scores():
     import numpy as np
 
     from osnas.bench.reference_evaluator import EvaluatorAtIssue17
+    from osnas.cli.profile import load_space
     from osnas.search_spaces.supernet import Supernet
     from osnas.search_strategies.evaluator import Evaluator
     from osnas.training import compute_in
-    from osnas.cli.profile import load_space
     from tests.test_incremental_eval import agent, batches, candidates
 
     _, definition = load_space("proxylessnas", ["width_mult=0.25"], 16, 3, 10)

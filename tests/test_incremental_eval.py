@@ -139,7 +139,7 @@ def test_chunks_merge_anew_where_the_resolution_falls():
     assert [len(x) for x in merged] == [8, 4] and torch.equal(torch.cat(merged), torch.cat(smaller))
 
 
-@pytest.mark.parametrize("limit, chunks", [(2**20, 1), (4 * 64, 3), (0, 3)])  # one forward; merged after a stride; none
+@pytest.mark.parametrize("limit, chunks", [(2**20, 1), (4 * 64, 3), (0, 3)])  # one forward; merged at 4x4; none
 def test_merged_validation_scores_as_one_forward_per_batch(limit, chunks):
     _, definition = load_space("proxylessnas", ["width_mult=0.25"], 16, 3, 10)
     torch.manual_seed(4)
