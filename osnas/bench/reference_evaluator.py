@@ -9,12 +9,10 @@ that evaluator's scoring here and time it against the current one in one process
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from osnas.dataflows.base import Loader
 from osnas.search_spaces.supernet import Supernet
-from osnas.search_strategies.base import arch_key
 from osnas.search_strategies.evaluator import Evaluator, batchnorms, recalibrating
 from osnas.training_agents.base import TrainingAgent
 
@@ -27,10 +25,8 @@ class EvaluatorAtIssue17(Evaluator):
                  bn_batches: int = 4, val_batches: int = 4) -> None:
         super().__init__(supernet, agent, train_loader, val_loader, bn_batches, val_batches, 0.0, 0)
 
-    def score(self, arch: np.ndarray) -> float:
-        key = arch_key(arch)
-        if key in self.cache:
-            return self.cache[key]
+    def _metrics(self, key: tuple[int, ...]) -> dict[str, float]:
+        """As 92edd1a scored: under ``no_grad`` (``recalibrate_bn`` now runs in inference mode)."""
         was_training = self.supernet.training
         self.supernet.eval()
 
@@ -43,16 +39,6 @@ class EvaluatorAtIssue17(Evaluator):
                     with recalibrating(batchnorms(self.supernet.path_modules(key))):
                         for x, _ in self.bn_data:
                             forward(x)
-                metrics = self.agent.evaluate(forward, self.val_data)
+                return self.agent.evaluate(forward, self.val_data)
         finally:
             self.supernet.train(was_training)
-        self.recalibrations += 1 if self.bn_data else 0
-        value = float(metrics[self.agent.selection_metric])
-        self.cache[key] = value
-        self.metrics[key] = metrics
-        return value
-
-    def evaluate(self, archs: np.ndarray) -> np.ndarray:
-        """Scores in the order given (the lexicographic order is for the prefix cache, which this lacks)."""
-        archs = np.atleast_2d(np.asarray(archs, dtype=np.int64))
-        return np.array([self.score(a) for a in archs], dtype=np.float64)

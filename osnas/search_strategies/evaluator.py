@@ -249,19 +249,23 @@ class Evaluator:
         key = arch_key(arch)
         if key in self.cache:
             return self.cache[key]
+        metrics = self._metrics(key)
+        self.recalibrations += 1 if self.bn_data else 0
+        value = float(metrics[self.agent.selection_metric])
+        self.cache[key] = value
+        self.metrics[key] = metrics
+        return value
+
+    def _metrics(self, key: tuple[int, ...]) -> dict[str, float]:
+        """The task's metrics of ``key`` on the validation batches, its path's BN recalibrated first."""
         path = self.supernet.path_modules(key)
         with eval_mode(path):
             if self.prefix_cache is None:
                 outputs = self._full_outputs(key, path)
             else:  # resumes from the longest prefix scored before
                 outputs = self._incremental_outputs(key, path, self.prefix_cache)
-            self.recalibrations += 1 if self.bn_data else 0
             with torch.inference_mode():  # no autograd bookkeeping: nothing scored here is differentiated
-                metrics = self.agent.evaluate(self._answers(key, outputs), self.val_data)
-        value = float(metrics[self.agent.selection_metric])
-        self.cache[key] = value
-        self.metrics[key] = metrics
-        return value
+                return self.agent.evaluate(self._answers(key, outputs), self.val_data)
 
     def _full_outputs(self, key: tuple[int, ...], path: list[nn.Module]) -> list[torch.Tensor]:
         """The path's BN recalibrated by whole forwards; its outputs on the validation chunks, BN folded."""
